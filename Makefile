@@ -1,0 +1,42 @@
+# make run    fetch LFW, crop every face (the main job, until the dashboard lands)
+# make test   lint, format check, unit + integration tests, notebooks (nbval)
+# make bench  benchmarks; figures go to docs/benchmarks.md
+# Every target creates .venv and installs facelib into it first, when needed.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Use the offline mirror of this workplace when it is there (CI, developers).
+MIRROR_DIR := $(abspath ../shared/mirror)
+ifneq ($(wildcard $(MIRROR_DIR)/lfw),)
+export FACELIB_MIRROR ?= $(MIRROR_DIR)
+endif
+
+.PHONY: install run test lint bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/facelib fetch
+	$(BIN)/facelib preprocess
+
+lint: install
+	$(BIN)/ruff check facelib tests bench
+	$(BIN)/ruff format --check facelib tests bench
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/preprocess_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

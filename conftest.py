@@ -1,0 +1,49 @@
+"""Shared fixtures. Every test session gets its own FACELIB_HOME in a temp folder
+(set before any notebook kernel starts, so nbval's kernels inherit it) and the
+`smoke` preset; the LFW mirror comes from FACELIB_MIRROR."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="facelib-test-home-"))
+os.environ["FACELIB_HOME"] = str(_HOME)
+os.environ["FACELIB_PRESET"] = "smoke"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The LFW mirror. Under CI a missing mirror is a failure, not a skip: a green
+    run that skipped the data tests would say nothing."""
+    value = os.environ.get("FACELIB_MIRROR")
+    if not value or not (Path(value) / "lfw").is_dir():
+        message = (
+            "FACELIB_MIRROR is not set to a folder holding lfw/ "
+            "(run tests with `make test`, which sets it when ../shared/mirror exists)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def lfw_root(mirror) -> Path:
+    """The extracted deep-funneled images in the session's FACELIB_HOME."""
+    from facelib import datasets
+
+    return datasets.fetch_lfw()
+
+
+@pytest.fixture
+def sample_jpeg(lfw_root) -> Path:
+    return lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg"

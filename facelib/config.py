@@ -1,0 +1,72 @@
+"""Where facelib keeps its files, and the presets that size each step.
+
+Settings (environment variables):
+  FACELIB_HOME    folder holding data/ and models/ (default: the project root)
+  FACELIB_MIRROR  folder of mirrored downloads (e.g. lfw/, models/); when set,
+                  nothing is downloaded and files are read from there instead
+  FACELIB_PRESET  smoke | cpu | gpu (default cpu): sizes of the pipeline steps
+
+Every other module asks this one for a path; none hard-codes its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    """Root folder of data/ and models/."""
+    return Path(os.environ.get("FACELIB_HOME") or PROJECT_ROOT).expanduser().resolve()
+
+
+def data_dir() -> Path:
+    return home() / "data"
+
+
+def raw_dir() -> Path:
+    """Downloads and extracted archives; never modified after they are complete."""
+    return data_dir() / "raw"
+
+
+def processed_dir() -> Path:
+    """Face crops and manifests made from raw data."""
+    return data_dir() / "processed"
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def mirror() -> Path | None:
+    """The mirror folder, or None when downloads come from the official sources."""
+    value = os.environ.get("FACELIB_MIRROR")
+    return Path(value).expanduser().resolve() if value else None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of each pipeline step; pick one with FACELIB_PRESET or --preset."""
+
+    name: str
+    preprocess_limit: int | None  # images to preprocess (None: all of them)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", preprocess_limit=120),
+    "cpu": Preset("cpu", preprocess_limit=None),
+    "gpu": Preset("gpu", preprocess_limit=None),
+}
+
+
+def preset(name: str | None = None) -> Preset:
+    """The named preset, else FACELIB_PRESET, else `cpu`."""
+    from facelib.errors import ConfigError
+
+    name = name or os.environ.get("FACELIB_PRESET") or "cpu"
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,256 @@
+"""Detect, crop and resize every LFW image into data/processed/, with a manifest.
+
+    from facelib.preprocess import preprocess_dataset
+    summary = preprocess_dataset(images_root, detector="haar", size=160)
+
+Output: `data/processed/<variant>-<detector>-<size>/<Person>/<file>.jpg` and
+`manifest.csv` (identity, source, crop, status, faces, box, score). Runs on every
+core, writes each crop atomically, and is resumable: records are journalled as they
+finish, so a re-run (after a crash or Ctrl-C) skips the work already done.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from facelib import config
+from facelib.crop import centre_crop, choose_face, crop_face
+from facelib.datasets import list_images
+from facelib.detection import make_detector
+from facelib.errors import ConfigError, FacelibError
+from facelib.images import load_image
+
+# detected: one face; multiple: several, the central/largest kept; fallback: none,
+# centre crop; skipped: none, no crop written; failed: the image could not be read.
+STATUSES = ("detected", "multiple", "fallback", "skipped", "failed")
+FIELDS = ["identity", "source", "crop", "status", "faces", "x", "y", "w", "h", "score", "aligned", "message"]
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    detector: str = "haar"
+    size: int = 160  # stored larger than the model input (112) to leave room for random crops
+    margin: float = 0.2
+    align: bool = True
+    no_face: str = "fallback"  # or "skip"
+    # Smallest face searched for, as a fraction of the picture's shorter side. LFW
+    # faces fill about 45% of it; not searching for small ones halves Haar's time.
+    min_face: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.no_face not in ("fallback", "skip"):
+            raise ConfigError(f"no_face must be 'fallback' or 'skip', not {self.no_face!r}")
+        if not 32 <= self.size <= 1024:
+            raise ConfigError(f"crop size must be between 32 and 1024 pixels, not {self.size}")
+
+
+def output_dir(variant: str, settings: CropSettings) -> Path:
+    return config.processed_dir() / f"{variant}-{settings.detector}-{settings.size}"
+
+
+# ----------------------------------------------------------------- one image (worker)
+
+_detector = None
+
+
+def _init_worker(detector_name: str, min_face: float) -> None:
+    global _detector
+    cv2.setNumThreads(1)  # one image per core; OpenCV's own threads would only contend
+    _detector = make_detector(detector_name, min_face)
+
+
+def write_jpeg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise FacelibError(f"could not encode {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+        tmp.write(encoded.tobytes())
+    os.replace(tmp.name, path)
+
+
+def process_image(source: Path, relsource: str, out_root: Path, settings: CropSettings) -> dict:
+    """Detect and crop one image; returns its manifest record (never raises for bad data)."""
+    identity = source.parent.name
+    crop_rel = f"{identity}/{source.stem}.jpg"
+    record = dict.fromkeys(FIELDS, "")
+    record.update(identity=identity, source=relsource, faces=0, aligned=False)
+    try:
+        rgb = load_image(source)
+    except FacelibError as exc:
+        record.update(status="failed", message=str(exc))
+        return record
+    faces = _detector.detect(rgb)
+    face = choose_face(faces, rgb.shape)
+    record["faces"] = len(faces)
+    if face is None:
+        if settings.no_face == "skip":
+            record.update(status="skipped", message="no face found")
+            return record
+        crop = centre_crop(rgb, settings.size)
+        record.update(status="fallback", message="no face found: centre crop")
+    else:
+        crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
+        x, y, w, h = face.box
+        record.update(
+            status="multiple" if len(faces) > 1 else "detected",
+            x=x,
+            y=y,
+            w=w,
+            h=h,
+            score=round(face.score, 3),
+            aligned=settings.align and face.eyes is not None,
+        )
+    write_jpeg_atomic(out_root / crop_rel, crop)
+    record["crop"] = crop_rel
+    return record
+
+
+def _work(job: tuple[Path, str, Path, CropSettings]) -> dict:
+    return process_image(*job)
+
+
+# ------------------------------------------------------------------ the whole dataset
+
+
+@dataclass
+class Summary:
+    out_dir: str
+    total: int
+    processed_now: int
+    reused: int
+    seconds: float
+    counts: dict[str, int]
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {self.counts.get(k, 0):,}" for k in STATUSES)
+        return (
+            f"{self.total:,} images → {self.out_dir}\n"
+            f"  {counts}\n"
+            f"  processed now {self.processed_now:,}, already done {self.reused:,}, {self.seconds:.1f} s"
+        )
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _crop_is_complete(path: Path) -> bool:
+    # Cheap check that a JPEG was written to the end (crops are written atomically,
+    # but a file may also have been damaged since).
+    try:
+        with open(path, "rb") as f:
+            f.seek(-2, os.SEEK_END)
+            return f.read(2) == b"\xff\xd9"
+    except OSError:
+        return False
+
+
+def _still_valid(record: dict, out_root: Path) -> bool:
+    if record["status"] in ("skipped", "failed"):
+        return True
+    return bool(record["crop"]) and _crop_is_complete(out_root / record["crop"])
+
+
+def _check_settings(out_root: Path, settings: CropSettings, variant: str) -> None:
+    params = out_root / "settings.json"
+    wanted = {"variant": variant, **asdict(settings)}
+    if params.is_file():
+        found = json.loads(params.read_text())
+        if found != wanted:
+            raise ConfigError(
+                f"{out_root} was made with other settings ({found}); delete that folder "
+                "to redo it with the new ones"
+            )
+    else:
+        out_root.mkdir(parents=True, exist_ok=True)
+        params.write_text(json.dumps(wanted, indent=2))
+
+
+def read_manifest(out_root: Path) -> list[dict]:
+    """The manifest of a finished preprocessing run."""
+    path = out_root / "manifest.csv"
+    if not path.is_file():
+        raise FacelibError(f"no manifest in {out_root}: run `facelib preprocess` first")
+    return _read_records(path)
+
+
+def preprocess_dataset(
+    images_root: Path,
+    settings: CropSettings | None = None,
+    variant: str | None = None,
+    limit: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Crop every image under `images_root` (or the first `limit`, sorted by path)."""
+    settings = settings or CropSettings()
+    variant = variant or images_root.name
+    out_root = output_dir(variant, settings)
+    _check_settings(out_root, settings, variant)
+    make_detector(settings.detector)  # fail here, clearly, before any worker starts
+
+    sources = list_images(images_root)[:limit]
+    if not sources:
+        raise FacelibError(f"no images found under {images_root}")
+    manifest, journal = out_root / "manifest.csv", out_root / "manifest.partial.csv"
+    done = {
+        r["source"]: r for r in _read_records(manifest) + _read_records(journal) if _still_valid(r, out_root)
+    }
+    relsource = {p: p.relative_to(images_root.parent).as_posix() for p in sources}
+    jobs = [(p, relsource[p], out_root, settings) for p in sources if relsource[p] not in done]
+
+    start = time.perf_counter()
+    if jobs:
+        workers = workers or os.cpu_count() or 1
+        journal_is_new = not journal.is_file()
+        with open(journal, "a", newline="") as jf:
+            writer = csv.DictWriter(jf, FIELDS)
+            if journal_is_new:
+                writer.writeheader()
+            # spawn, not fork: the caller (a notebook) may have TensorFlow loaded
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, _init_worker, (settings.detector, settings.min_face)) as pool:
+                results = pool.imap_unordered(_work, jobs, chunksize=16)
+                for record in tqdm(
+                    results, total=len(jobs), desc="preprocess", unit=" img", disable=not progress
+                ):
+                    writer.writerow(record)
+                    jf.flush()
+                    done[record["source"]] = record
+    seconds = time.perf_counter() - start
+
+    wanted = set(relsource.values())
+    records = sorted(done.values(), key=lambda r: r["source"])  # all done so far, not only this run's
+    tmp = manifest.with_suffix(".csv.part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+    os.replace(tmp, manifest)
+    journal.unlink(missing_ok=True)
+    return Summary(
+        out_dir=str(out_root),
+        total=len(sources),
+        processed_now=len(jobs),
+        reused=len(sources) - len(jobs),
+        seconds=round(seconds, 2),
+        counts=dict(Counter(r["status"] for r in records if r["source"] in wanted)),
+    )
