@@ -37,7 +37,10 @@ def main() -> None:
         settings = CropSettings(detector=args.detector)
         full = preprocess_dataset(images_root, settings, limit=args.limit)
         one_core = preprocess_dataset(
-            images_root, CropSettings(detector=args.detector, size=159), limit=args.single_core_sample, workers=1
+            images_root,
+            CropSettings(detector=args.detector, size=159),
+            limit=args.single_core_sample,
+            workers=1,
         )
     per_image_all = full.seconds / full.total * 1000
     per_image_one = one_core.seconds / one_core.total * 1000
