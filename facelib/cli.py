@@ -3,6 +3,8 @@
     facelib fetch [--variant lfw-deepfunneled]
     facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
+    facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
+                  [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] ...
 
 Errors print one line, `error: …`, on stderr and exit with status 1.
 """
@@ -35,6 +37,40 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     print(preprocess_dataset(images_root, settings, variant=args.variant, limit=limit, workers=args.workers))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from facelib.train import TrainConfig, default_run_name, train
+
+    preset = args.preset or config.preset().name
+    overrides = {
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps,
+        "p": args.p,
+        "k": args.k,
+        "learning_rate": args.lr,
+        "schedule": args.schedule,
+        "margin": args.margin,
+        "mining": args.mining,
+        "input_size": args.input_size,
+        "embedding_dim": args.embedding_dim,
+        "head": args.head,
+        "weights": args.weights,
+        "seed": args.seed,
+        "crops": args.crops,
+    }
+    cfg = TrainConfig.preset(preset, **overrides)
+    name = args.name or default_run_name(cfg, preset)
+    folder = train(cfg, name, resume=args.resume)
+    from facelib.model import read_card
+
+    history = read_card(folder)["history"]
+    print(
+        f"model: {folder}\n"
+        f"  epochs {history['epochs']}, final loss {history['final_loss']:.4f}, "
+        f"validation AUC {history['final_val_auc']:.4f} (best {history['best_val_auc']:.4f} "
+        f"at epoch {history['best_epoch']}), peak memory {history['peak_rss_mb']:,.0f} MB"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelib", description="Face verification trained on LFW.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -56,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--preset", choices=list(config.PRESETS), help="default: $FACELIB_PRESET or cpu")
     prep.add_argument("--workers", type=int, help="processes (default: one per core)")
     prep.set_defaults(run=cmd_preprocess)
+
+    tr = verbs.add_parser("train", help="train the embedding network with triplet loss")
+    tr.add_argument("--preset", choices=["smoke", "cpu", "gpu"], help="default: $FACELIB_PRESET or cpu")
+    tr.add_argument("--name", help="run name: the folder under models/ (default: <preset>-<mining>-<size>)")
+    tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--steps", type=int, help="steps per epoch")
+    tr.add_argument("--p", type=int, help="identities per batch")
+    tr.add_argument("--k", type=int, help="images per identity")
+    tr.add_argument("--lr", type=float, help="peak learning rate")
+    tr.add_argument("--schedule", choices=["cosine", "constant"])
+    tr.add_argument("--margin", type=float)
+    tr.add_argument("--mining", choices=["random", "batch_hard", "batch_semihard"])
+    tr.add_argument("--input-size", type=int, help="model input side in pixels (112, 160, 224)")
+    tr.add_argument("--embedding-dim", type=int)
+    tr.add_argument("--head", choices=["l2", "relu"], help="relu: the seed's unnormalised embedding")
+    tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--crops", help="crop folder under data/processed/")
+    tr.set_defaults(run=cmd_train)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""Triplet losses, written with keras.ops so they read next to the papers.
+
+- `RandomTripletLoss`: the seed's scheme. The batch is [anchors; positives;
+  negatives] in three equal thirds; loss = mean max(d(a,p) − d(a,n) + margin, 0).
+- `BatchHardTripletLoss` (Hermans et al. 2017): for each anchor in a P×K batch, its
+  farthest positive and its closest negative; hinge with a margin, or the soft margin
+  log(1 + exp(d(a,p) − d(a,n))).
+- `BatchSemiHardTripletLoss` (Schroff et al. 2015, FaceNet): for each (anchor,
+  positive) pair, the closest negative that is still farther than the positive; if
+  there is none, the farthest negative.
+
+Distances are Euclidean. Anchors without a positive or without a negative in the batch
+take no part; a batch with no valid triplet has loss 0.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+BIG = 1e9  # stands in for "no such element" in masked minima and maxima
+
+
+def pairwise_distances(embeddings):
+    """Euclidean distance matrix; the epsilon keeps sqrt's gradient finite at 0."""
+    squared = ops.sum(ops.square(embeddings), axis=1)
+    d2 = ops.expand_dims(squared, 1) - 2.0 * ops.matmul(embeddings, ops.transpose(embeddings))
+    d2 = ops.maximum(d2 + ops.expand_dims(squared, 0), 0.0)
+    d2 = d2 * (1.0 - ops.eye(ops.shape(d2)[0], dtype=d2.dtype))  # rounding leaves ~1e-7 there
+    zero = ops.cast(ops.equal(d2, 0.0), d2.dtype)
+    return ops.sqrt(d2 + zero * 1e-16) * (1.0 - zero)
+
+
+def _masks(labels):
+    labels = ops.reshape(labels, (-1,))
+    same = ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))
+    not_self = ops.logical_not(ops.cast(ops.eye(ops.shape(labels)[0]), "bool"))
+    positive = ops.logical_and(same, not_self)
+    negative = ops.logical_not(same)
+    return positive, negative
+
+
+def _safe_mean(values, weights):
+    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2, soft: bool = False):
+    d = pairwise_distances(ops.cast(embeddings, "float32"))
+    positive, negative = _masks(labels)
+    hardest_positive = ops.max(ops.where(positive, d, -BIG), axis=1)
+    hardest_negative = ops.min(ops.where(negative, d, BIG), axis=1)
+    valid = ops.cast(ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1)), "float32")
+    gap = ops.where(valid > 0, hardest_positive - hardest_negative, 0.0)
+    per_anchor = ops.softplus(gap) if soft else ops.relu(gap + margin)
+    return _safe_mean(per_anchor, valid)
+
+
+def batch_semihard_triplet_loss(labels, embeddings, margin: float = 0.2):
+    d = pairwise_distances(ops.cast(embeddings, "float32"))
+    positive, negative = _masks(labels)
+    d_ap = ops.expand_dims(d, 2)  # [anchor, positive, 1]
+    d_an = ops.expand_dims(d, 1)  # [anchor, 1, negative]
+    negative_3d = ops.expand_dims(negative, 1)
+    farther = ops.logical_and(negative_3d, d_an > d_ap)
+    semi_hard = ops.min(ops.where(farther, d_an, BIG), axis=2)  # [anchor, positive]
+    farthest = ops.max(ops.where(negative_3d, d_an, -BIG), axis=2)
+    chosen = ops.where(ops.any(farther, axis=2), semi_hard, farthest)
+    valid = ops.cast(ops.logical_and(positive, ops.any(negative, axis=1, keepdims=True)), "float32")
+    per_pair = ops.relu(d - ops.where(valid > 0, chosen, 0.0) + margin)
+    return _safe_mean(per_pair, valid)
+
+
+def random_triplet_loss(embeddings, margin: float = 0.2):
+    anchor, positive, negative = ops.split(ops.cast(embeddings, "float32"), 3, axis=0)
+    d_ap = ops.sqrt(ops.sum(ops.square(anchor - positive), axis=1) + 1e-12)
+    d_an = ops.sqrt(ops.sum(ops.square(anchor - negative), axis=1) + 1e-12)
+    return ops.mean(ops.relu(d_ap - d_an + margin))
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class BatchHardTripletLoss(keras.losses.Loss):
+    def __init__(self, margin: float = 0.2, soft: bool = False, name: str = "batch_hard", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin, self.soft = margin, soft
+
+    def call(self, y_true, y_pred):
+        return batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "soft": self.soft}
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class BatchSemiHardTripletLoss(keras.losses.Loss):
+    def __init__(self, margin: float = 0.2, name: str = "batch_semihard", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return batch_semihard_triplet_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class RandomTripletLoss(keras.losses.Loss):
+    def __init__(self, margin: float = 0.2, name: str = "random_triplet", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return random_triplet_loss(y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+MINING_MODES = ("random", "batch_hard", "batch_semihard")
+
+
+def make_loss(mining: str, margin: float = 0.2, soft: bool = False) -> keras.losses.Loss:
+    if mining == "batch_hard":
+        return BatchHardTripletLoss(margin, soft)
+    if mining == "batch_semihard":
+        return BatchSemiHardTripletLoss(margin)
+    if mining == "random":
+        return RandomTripletLoss(margin)
+    raise ValueError(f"unknown mining mode {mining!r}; choose one of {', '.join(MINING_MODES)}")

@@ -1,0 +1,137 @@
+"""The embedding network and its model folder.
+
+    model = build_embedding_model(input_size=112, embedding_dim=128)
+    save_model_folder(folder, model, card)      # model.keras + card.json
+    model, card = load_model_folder(folder)     # validated against the card
+
+ResNet50 (no top) → global average pooling → Dense(embedding_dim) → L2 normalisation.
+Scaling lives inside the model, so a saved model takes raw RGB crops (0–255).
+A model folder `models/<run>/` holds model.keras, card.json, history.csv and the
+training backup used to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from facelib.errors import FacelibError
+
+CARD_FORMAT = "facelib-model/1"
+
+
+class ModelError(FacelibError):
+    """A model folder is missing, incomplete or not facelib's."""
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class ResNetPreprocess(layers.Layer):
+    """RGB 0–255 → ResNet50's "caffe" input (BGR, ImageNet mean subtracted), the
+    scaling `weights="imagenet"` expects; kept for scratch training so both match."""
+
+    MEAN_BGR = (103.939, 116.779, 123.68)
+
+    def call(self, inputs):
+        bgr = ops.flip(ops.cast(inputs, self.compute_dtype), axis=-1)
+        return bgr - ops.convert_to_tensor(self.MEAN_BGR, dtype=self.compute_dtype)
+
+
+def build_embedding_model(
+    input_size: int = 112,
+    embedding_dim: int = 128,
+    weights: str | None = None,
+    head: str = "l2",
+) -> keras.Model:
+    """`weights`: None (scratch), "imagenet" (needs internet), or a path to a
+    facelib .keras model whose weights are copied. `head`: "l2" (unit-length
+    embeddings) or "relu" (the seed's unnormalised ReLU dense embedding, a baseline)."""
+    if head not in ("l2", "relu"):
+        raise ValueError(f"head must be 'l2' or 'relu', not {head!r}")
+    imagenet = weights == "imagenet"
+    inputs = keras.Input((input_size, input_size, 3), name="rgb")
+    x = ResNetPreprocess(name="preprocess")(inputs)
+    backbone = keras.applications.ResNet50(
+        include_top=False, weights="imagenet" if imagenet else None, input_shape=(input_size, input_size, 3)
+    )
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if head == "l2":
+        x = layers.Dense(embedding_dim, name="embedding_dense")(x)
+        # float32 so mixed precision never normalises in half precision
+        outputs = layers.UnitNormalization(axis=-1, name="embedding", dtype="float32")(x)
+    else:
+        outputs = layers.Dense(embedding_dim, activation="relu", name="embedding", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name=f"facelib_resnet50_{head}")
+    if weights not in (None, "imagenet"):
+        folder = Path(weights).parent if Path(weights).is_file() else Path(weights)
+        source, _ = load_model_folder(folder)
+        model.set_weights(source.get_weights())
+    return model
+
+
+# ----------------------------------------------------------------------- model folder
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def save_model_folder(folder: Path, model: keras.Model, card: dict) -> Path:
+    """Write model.keras and card.json; each appears whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "model.part.keras"
+    model.save(tmp)
+    os.replace(tmp, folder / "model.keras")
+    card = {
+        **card,
+        "format": CARD_FORMAT,
+        "input_size": int(model.input_shape[1]),
+        "embedding_dim": int(model.output_shape[-1]),
+    }
+    write_json_atomic(folder / "card.json", card)
+    return folder / "model.keras"
+
+
+def read_card(folder: Path) -> dict:
+    path = Path(folder) / "card.json"
+    if not path.is_file():
+        raise ModelError(
+            f"{folder} is not a facelib model folder (no card.json); train one with `facelib train`"
+        )
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    if card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{path} is not a facelib model card (format {card.get('format')!r})")
+    return card
+
+
+def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
+    """Load model.keras in Keras' safe mode and check it against its card."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} does not exist; train one with `facelib train`")
+    card = read_card(folder)
+    path = folder / "model.keras"
+    if not path.is_file():
+        raise ModelError(f"{folder} has a card but no model.keras (training did not finish?)")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:
+        raise ModelError(f"{path} is not a model facelib can load: {exc}") from exc
+    found = (int(model.input_shape[1]), int(model.output_shape[-1]))
+    expected = (card.get("input_size"), card.get("embedding_dim"))
+    if found != expected:
+        raise ModelError(
+            f"{path} does not match its card: input {found[0]} px / {found[1]}-d embedding, "
+            f"card says {expected[0]} px / {expected[1]}-d"
+        )
+    return model, card
