@@ -27,6 +27,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess
+	$(BIN)/facelib train --resume
 
 lint: install
 	$(BIN)/ruff check facelib tests bench
@@ -37,6 +38,7 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/preprocess_speed.py
+	$(BIN)/python bench/train_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -47,3 +47,12 @@ def lfw_root(mirror) -> Path:
 @pytest.fixture
 def sample_jpeg(lfw_root) -> Path:
     return lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg"
+
+
+@pytest.fixture(scope="session")
+def smoke_crops(lfw_root) -> Path:
+    """Face crops of the first 120 LFW images (the smoke preset's), made once."""
+    from facelib.preprocess import CropSettings, output_dir, preprocess_dataset
+
+    preprocess_dataset(lfw_root, CropSettings(), limit=120, progress=False)
+    return output_dir(lfw_root.name, CropSettings())

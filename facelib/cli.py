@@ -38,7 +38,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from facelib.train import TrainConfig, default_run_name, train
+    from facelib.train import TrainConfig, default_run_name, train, train_or_resume
 
     preset = args.preset or config.preset().name
     overrides = {
@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     }
     cfg = TrainConfig.preset(preset, **overrides)
     name = args.name or default_run_name(cfg, preset)
-    folder = train(cfg, name, resume=args.resume)
+    folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
     from facelib.model import read_card
 
     history = read_card(folder)["history"]
@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr = verbs.add_parser("train", help="train the embedding network with triplet loss")
     tr.add_argument("--preset", choices=["smoke", "cpu", "gpu"], help="default: $FACELIB_PRESET or cpu")
     tr.add_argument("--name", help="run name: the folder under models/ (default: <preset>-<mining>-<size>)")
-    tr.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last epoch (or start it, or report it done)",
+    )
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--steps", type=int, help="steps per epoch")
     tr.add_argument("--p", type=int, help="identities per batch")

@@ -81,3 +81,54 @@ def image_grid(paths: list[Path], titles: list[str] | None = None, columns: int 
                 ax.set_title(titles[i], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def batch_grid(images: np.ndarray, labels: np.ndarray, names: list[str], k: int) -> Figure:
+    """A P×K batch: one row per identity, K augmented images each."""
+    rows = len(images) // k
+    fig, axes = plt.subplots(rows, k, figsize=(1.6 * k, 1.7 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(images[i].astype("uint8"))
+        ax.axis("off")
+        if i % k == 0:
+            ax.set_title(names[int(labels[i])], fontsize=7, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def triplet_grid(images: np.ndarray, labels: np.ndarray, names: list[str], rows: int = 4) -> Figure:
+    """Random triplets laid out [anchors; positives; negatives]: one triplet per row."""
+    anchors, positives, negatives = np.split(images, 3)
+    la, _, ln = np.split(labels, 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(5, 1.8 * rows), squeeze=False)
+    for r in range(rows):
+        for c, (image, title) in enumerate(
+            [
+                (anchors[r], f"anchor: {names[int(la[r])]}"),
+                (positives[r], "positive"),
+                (negatives[r], f"negative: {names[int(ln[r])]}"),
+            ]
+        ):
+            axes[r, c].imshow(image.astype("uint8"))
+            axes[r, c].set_title(title, fontsize=7)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history_csv: Path) -> Figure:
+    """Loss and validation AUC per epoch, from a run's history.csv."""
+    import csv
+
+    with open(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax_loss.plot(epochs, [float(r["loss"]) for r in rows], "o-")
+    ax_loss.set(xlabel="epoch", ylabel="triplet loss", title="training loss")
+    ax_auc.plot(epochs, [float(r["val_auc"]) for r in rows], "o-", color="tab:green")
+    ax_auc.axhline(0.5, color="grey", linestyle=":", label="chance")
+    ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation verification AUC (unseen identities)")
+    ax_auc.legend()
+    fig.tight_layout()
+    return fig

@@ -254,3 +254,16 @@ def preprocess_dataset(
         seconds=round(seconds, 2),
         counts=dict(Counter(r["status"] for r in records if r["source"] in wanted)),
     )
+
+
+def ensure_crops(
+    settings: CropSettings | None = None, limit: int | None = None, progress: bool = True
+) -> Path:
+    """Fetch LFW and crop its faces unless that is already done; returns the crop folder.
+    Cheap when done: a re-run only checks the manifest and the crops it lists."""
+    from facelib.datasets import fetch_lfw
+
+    settings = settings or CropSettings()
+    images_root = fetch_lfw()
+    preprocess_dataset(images_root, settings, limit=limit, progress=progress)
+    return output_dir(images_root.name, settings)

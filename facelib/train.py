@@ -220,6 +220,16 @@ def history_summary(history_csv: Path) -> dict:
 # ----------------------------------------------------------------------- training
 
 
+def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:
+    """What re-running a notebook should do: return a finished run, resume an
+    interrupted one, or start a new one."""
+    folder = config.models_dir() / run_name
+    if (folder / "model.keras").is_file() and not (folder / "backup").exists():
+        print(f"{run_name} is already trained: {folder}")
+        return folder
+    return train(cfg, run_name, resume=folder.exists(), **kwargs)
+
+
 def train(
     cfg: TrainConfig,
     run_name: str,
@@ -238,7 +248,7 @@ def train(
         )
     if resume and (folder / "model.keras").is_file() and not backup.exists():
         raise ConfigError(f"{run_name} already finished ({folder / 'model.keras'}); nothing to resume")
-    if resume and folder.exists():
+    if resume and (folder / "config.json").is_file():
         saved = json.loads((folder / "config.json").read_text())
         if saved != json.loads(json.dumps(asdict(cfg))):
             raise ConfigError(f"--resume needs the settings {run_name} started with; they differ: {saved}")
@@ -252,10 +262,20 @@ def train(
     train_faces = split.train.with_at_least(2)
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
 
+    dist = strategy()  # first: a multi-worker strategy must exist before any TF op runs
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg.seed)
-    with strategy().scope():
+    kind = {
+        "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",  # its class name
+        "_DefaultDistributionStrategy": "one device",
+    }.get(type(dist).__name__, type(dist).__name__)
+    print(
+        f"training {run_name}: {train_faces.images:,} images of {len(train_faces.identities):,} identities, "
+        f"{len(split.validation.identities)} held out for validation; {kind}, "
+        f"{dist.num_replicas_in_sync} replica(s)"
+    )
+    with dist.scope():
         model = build_embedding_model(cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate(cfg)),

@@ -33,7 +33,9 @@ def test_subset_writes_crops_and_manifest_then_reruns_do_no_work(small_root):
         if r["status"] != "failed":
             assert (out / r["crop"]).is_file()
     broken = next(r for r in records if r["status"] == "failed")
-    assert broken["identity"] == "AJ_Cook" and broken["message"].endswith("is not an image file that can be read")
+    assert broken["identity"] == "AJ_Cook" and broken["message"].endswith(
+        "is not an image file that can be read"
+    )
 
     second = preprocess_dataset(small_root, settings, workers=2, progress=False)
     assert (second.processed_now, second.reused) == (0, n_images)

@@ -1,0 +1,192 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from facelib import datasets
+from facelib.errors import ConfigError
+from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
+from facelib.pipeline import FaceSet, pk_indices, random_triplet_indices, training_split
+from facelib.train import TrainConfig, completed_epochs, train
+
+
+def _faces(counts):
+    counts = np.array(counts, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    paths = [f"id{i}/{j}.jpg" for i, c in enumerate(counts) for j in range(c)]
+    return FaceSet([f"id{i}" for i in range(len(counts))], paths, offsets, counts)
+
+
+def test_pk_batches_hold_p_identities_of_k_images():
+    faces = _faces([2, 3, 9, 4, 5, 2, 7, 3])
+    sample = pk_indices(faces, p=4, k=3, seed=1)
+    for step in range(20):
+        index, labels = (t.numpy() for t in sample(tf.constant(step, tf.int64)))
+        assert len(index) == 12
+        ids, per_id = np.unique(labels, return_counts=True)
+        assert len(ids) == 4 and set(per_id) == {3}
+        for i in ids:
+            own = index[labels == i]
+            lo, hi = faces.offsets[i], faces.offsets[i] + faces.counts[i]
+            assert np.all((own >= lo) & (own < hi))  # images of that identity only
+            if faces.counts[i] >= 3:
+                assert len(set(own)) == 3  # no repeats when there are enough images
+    again = pk_indices(faces, p=4, k=3, seed=1)(tf.constant(5, tf.int64))[0].numpy()
+    assert np.array_equal(again, sample(tf.constant(5, tf.int64))[0].numpy())  # deterministic
+    other = sample(tf.constant(6, tf.int64))[0].numpy()
+    assert not np.array_equal(again, other)
+
+
+def test_random_triplets_pair_two_images_of_one_person_with_another_person():
+    faces = _faces([2, 3, 4, 2, 5])
+    index, labels = (t.numpy() for t in random_triplet_indices(faces, 16, seed=0)(tf.constant(3, tf.int64)))
+    a, p, n = np.split(index, 3)
+    la, lp, ln = np.split(labels, 3)
+    assert np.array_equal(la, lp) and np.all(la != ln)
+    assert np.all(a != p)
+    owner = np.repeat(np.arange(5), faces.counts)
+    assert np.array_equal(owner[a], la) and np.array_equal(owner[p], lp) and np.array_equal(owner[n], ln)
+
+
+def test_training_identities_come_only_from_view1_train(smoke_crops):
+    split = training_split(smoke_crops, validation_fraction=0.2)
+    train_people, test_people = set(datasets.view1_people("train")), set(datasets.view1_people("test"))
+    assert split.train.identities and split.validation.identities
+    assert set(split.train.identities) <= train_people
+    assert not set(split.train.identities) & test_people
+    assert not set(split.validation.identities) & set(split.train.identities)
+    assert all(c >= 2 for c in split.validation.counts)
+
+
+def test_save_then_load_gives_identical_embeddings(tmp_path):
+    model = build_embedding_model(input_size=40, embedding_dim=16)
+    save_model_folder(tmp_path / "m", model, {"name": "m"})
+    loaded, card = load_model_folder(tmp_path / "m")
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype("float32")
+    assert np.allclose(model.predict(images, verbose=0), loaded.predict(images, verbose=0), atol=1e-6)
+    assert (card["input_size"], card["embedding_dim"]) == (40, 16)
+    assert np.allclose(np.linalg.norm(loaded.predict(images, verbose=0), axis=1), 1.0, atol=1e-5)
+
+
+def test_loading_bad_model_folders_fails_clearly(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model_folder(tmp_path / "missing")
+    (tmp_path / "nocard").mkdir()
+    with pytest.raises(ModelError, match="no card.json"):
+        load_model_folder(tmp_path / "nocard")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "card.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="not a facelib model card"):
+        load_model_folder(tmp_path / "other")
+    model = build_embedding_model(input_size=40, embedding_dim=16)
+    save_model_folder(tmp_path / "m", model, {})
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    (tmp_path / "m" / "card.json").write_text(json.dumps({**card, "embedding_dim": 64}))
+    with pytest.raises(ModelError, match="does not match its card"):
+        load_model_folder(tmp_path / "m")
+    (tmp_path / "m" / "model.keras").write_bytes(b"not a zip file")
+    (tmp_path / "m" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not a model facelib can load"):
+        load_model_folder(tmp_path / "m")
+
+
+def test_smoke_training_lowers_the_loss(smoke_crops):
+    cfg = TrainConfig.preset(
+        "smoke",
+        epochs=4,
+        steps_per_epoch=6,
+        schedule="constant",
+        learning_rate=5e-4,
+        max_identities=6,
+        soft_margin=False,
+        margin=1.0,
+    )
+    folder = train(cfg, "lowers-loss", verbose=0)
+    rows = (folder / "history.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    card = json.loads((folder / "card.json").read_text())
+    assert card["history"]["epochs"] == 4 and 0 <= card["history"]["final_val_auc"] <= 1
+    assert card["training_identities"] and card["data_manifest_sha256"]
+    assert not (folder / "backup").exists()
+
+
+class _CrashAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.weights = epoch, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = [w.copy() for w in self.model.get_weights()]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+class _FirstEpoch(keras.callbacks.Callback):
+    first = None
+    weights = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first is None:
+            self.first, self.weights = epoch, self.model.get_weights()
+
+
+def test_a_killed_run_resumes_from_its_last_complete_epoch(smoke_crops):
+    cfg = TrainConfig.preset("smoke", epochs=3)
+    crash = _CrashAt(epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, "resumable", extra_callbacks=[crash], verbose=0)
+    folder = smoke_crops.parents[2] / "models" / "resumable"
+    assert completed_epochs(folder / "history.csv") == 2
+    assert (folder / "backup").exists() and not (folder / "model.keras").exists()
+
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, "resumable", verbose=0)
+
+    first = _FirstEpoch()
+    train(cfg, "resumable", resume=True, extra_callbacks=[first], verbose=0)
+    assert first.first == 2  # no completed epoch lost, none repeated
+    for saved, restored in zip(crash.weights, first.weights, strict=True):
+        assert np.array_equal(saved, restored)
+    epochs = [int(r.split(",")[0]) for r in (folder / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2]
+    assert (folder / "model.keras").is_file() and not (folder / "backup").exists()
+
+
+def test_multi_worker_strategy_trains_with_one_worker(smoke_crops, tmp_path):
+    """The TF_CONFIG code path (MultiWorkerMirroredStrategy), one worker on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facelib",
+            "train",
+            "--preset",
+            "smoke",
+            "--epochs",
+            "1",
+            "--name",
+            "multiworker",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "validation AUC" in result.stdout
+    assert "MultiWorkerMirroredStrategy, 1 replica" in result.stdout
