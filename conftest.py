@@ -56,3 +56,11 @@ def smoke_crops(lfw_root) -> Path:
 
     preprocess_dataset(lfw_root, CropSettings(), limit=120, progress=False)
     return output_dir(lfw_root.name, CropSettings())
+
+
+@pytest.fixture(scope="session")
+def smoke_model(smoke_crops) -> Path:
+    """A model trained with the smoke preset (seconds): real, but not accurate."""
+    from facelib.train import TrainConfig, train_or_resume
+
+    return train_or_resume(TrainConfig.preset("smoke"), "smoke-fixture", verbose=0)

@@ -1,10 +1,33 @@
 """facelib: face verification with a ResNet50 trained by triplet loss on LFW.
 
+    import facelib
+    facelib.verify("a.jpg", "b.jpg").same_person
+    facelib.FaceVerifier("models/cpu-batch_hard-112").embed([...])
+
 Modules by task: `config` (paths, presets), `datasets` (LFW), `images` (reading
-input), `detection` (face detectors), `crop`, `preprocess`, `cli`.
+input), `detection` (face detectors), `crop`, `preprocess`, `pipeline` (tf.data),
+`model`, `losses`, `train`, `evaluate`, `verification`, `plots`, `cli`.
+TensorFlow loads only when a model is used.
 """
 
-from facelib.errors import FacelibError, ImageError, NoFaceError
+from facelib.errors import FacelibError, ImageError, ImageTooLargeError, NoFaceError
 
 __version__ = "0.1.0"
-__all__ = ["FacelibError", "ImageError", "NoFaceError", "__version__"]
+__all__ = [
+    "FaceVerifier",
+    "FacelibError",
+    "ImageError",
+    "ImageTooLargeError",
+    "NoFaceError",
+    "verify",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # Lazy: `import facelib` stays fast for the CLI's data verbs.
+    if name in ("FaceVerifier", "verify", "VerifyResult"):
+        from facelib import verification
+
+        return getattr(verification, name)
+    raise AttributeError(f"module 'facelib' has no attribute {name!r}")

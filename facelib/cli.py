@@ -5,6 +5,9 @@
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
     facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] ...
+    facelib evaluate [--model DIR] [--tta] [--no-view2]
+    facelib verify A B [--model DIR] [--json] [--whole-image]
+    facelib embed FILES... --out embeddings.npy [--model DIR]
 
 Errors print one line, `error: …`, on stderr and exit with status 1.
 """
@@ -12,10 +15,30 @@ Errors print one line, `error: …`, on stderr and exit with status 1.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
 from facelib import config, datasets
 from facelib.errors import FacelibError
+
+
+def import_tensorflow_quietly() -> None:
+    """TensorFlow prints C++ start-up notes (CPU features, oneDNN) straight to file
+    descriptor 2 while it loads; they would bury our one-line messages. Silence fd 2
+    for the import only: a failing import still raises, after it is restored."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -71,6 +94,46 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from facelib.evaluate import evaluate_model, print_table
+
+    evaluation = evaluate_model(args.model, tta=args.tta, view2=args.view2)
+    print_table(evaluation)
+    print(f"  figures and metrics.json in {Path(evaluation.model) / 'eval'}; threshold saved in card.json")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from facelib.verification import FaceVerifier
+
+    verifier = FaceVerifier(args.model, no_face="whole" if args.whole_image else "error")
+    result = verifier.verify(args.image1, args.image2)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    verdict = "same person" if result.same_person else "different people"
+    print(f"distance {result.distance:.4f}  threshold {result.threshold:.4f}  →  {verdict}")
+    for path, face in zip((args.image1, args.image2), result.faces, strict=True):
+        where = "whole image (no face found)" if face.whole_image else f"face at {face.box}"
+        extra = (
+            f", {face.faces_found} faces found: kept the largest, most central"
+            if face.faces_found > 1
+            else ""
+        )
+        print(f"  {path}: {where}{extra}")
+    print(f"  model {result.model}, detector {result.detector}, {result.timings_ms['total']:.0f} ms")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from facelib.verification import FaceVerifier
+
+    verifier = FaceVerifier(args.model)
+    embeddings = verifier.embed(args.files)
+    np.save(args.out, embeddings)
+    print(f"{embeddings.shape[0]} embeddings of {embeddings.shape[1]} numbers → {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelib", description="Face verification trained on LFW.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -116,11 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--crops", help="crop folder under data/processed/")
     tr.set_defaults(run=cmd_train)
+
+    ev = verbs.add_parser(
+        "evaluate", help="score a model on LFW View 1 (and View 2) and calibrate its threshold"
+    )
+    ev.add_argument("--model", help="model folder (default: the newest under models/)")
+    ev.add_argument("--tta", action="store_true", help="also report test-time augmentation (mirror image)")
+    ev.add_argument("--no-view2", dest="view2", action="store_false", help="View 1 only")
+    ev.set_defaults(run=cmd_evaluate)
+
+    ve = verbs.add_parser("verify", help="are two pictures the same person?")
+    ve.add_argument("image1")
+    ve.add_argument("image2")
+    ve.add_argument("--model", help="model folder (default: the newest under models/)")
+    ve.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ve.add_argument("--whole-image", action="store_true", help="use the whole picture when no face is found")
+    ve.set_defaults(run=cmd_verify)
+
+    em = verbs.add_parser("embed", help="embeddings of the face in each picture, to a .npy file")
+    em.add_argument("files", nargs="+")
+    em.add_argument("--out", required=True, help="output .npy file")
+    em.add_argument("--model", help="model folder (default: the newest under models/)")
+    em.set_defaults(run=cmd_embed)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb in ("train", "evaluate", "verify", "embed"):
+        import_tensorflow_quietly()
     try:
         args.run(args)
     except FacelibError as exc:

@@ -138,3 +138,14 @@ def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
             f"card says {expected[0]} px / {expected[1]}-d"
         )
     return model, card
+
+
+def newest_model_folder() -> Path:
+    """The most recently trained complete model under models/."""
+    from facelib import config
+
+    root = config.models_dir()
+    folders = [p.parent for p in root.glob("*/model.keras") if (p.parent / "card.json").is_file()]
+    if not folders:
+        raise ModelError(f"no trained model under {root}; make one with `facelib train` (or `make run`)")
+    return max(folders, key=lambda f: (f / "model.keras").stat().st_mtime)

@@ -132,3 +132,58 @@ def training_curves(history_csv: Path) -> Figure:
     ax_auc.legend()
     fig.tight_layout()
     return fig
+
+
+def distance_histogram(distances: np.ndarray, same: np.ndarray, threshold: float, title: str = "") -> Figure:
+    """Distances of same-person and different-person pairs, with the threshold."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bins = np.linspace(distances.min(), distances.max(), 40)
+    ax.hist(distances[same.astype(bool)], bins, alpha=0.6, label="same person", color="tab:green")
+    ax.hist(distances[~same.astype(bool)], bins, alpha=0.6, label="different people", color="tab:red")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="embedding distance", ylabel="pairs", title=f"distances {title}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def roc(evaluation) -> Figure:
+    """ROC curves of every protocol row, false accept rate on a log scale."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for row in evaluation.rows:
+        distances, same, _ = evaluation.distances[row.protocol]
+        fpr, tpr, _ = roc_curve(same, -distances)
+        ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{row.protocol} (AUC {row.auc:.3f})")
+    ax.set_xscale("log")
+    ax.set(
+        xlim=(1e-3, 1),
+        ylim=(0, 1.01),
+        xlabel="false accept rate (log)",
+        ylabel="true accept rate",
+        title="ROC",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def hardest_mistakes(distances, same, pairs, threshold: float, crops_root: Path, n: int = 4) -> Figure:
+    """The false accepts with the smallest distances and the false rejects with the
+    largest: each pair side by side with its distance."""
+    same = same.astype(bool)
+    false_accepts = [i for i in np.argsort(distances) if not same[i] and distances[i] < threshold][:n]
+    false_rejects = [i for i in np.argsort(-distances) if same[i] and distances[i] >= threshold][:n]
+    rows = [("false accept", i) for i in false_accepts] + [("false reject", i) for i in false_rejects]
+    fig, axes = plt.subplots(max(1, len(rows)), 2, figsize=(4, 2.1 * max(1, len(rows))), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for (kind, i), (ax_left, ax_right) in zip(rows, axes, strict=False):
+        pair = pairs[i]
+        ax_left.imshow(load_image(crops_root / pair.left.relpath))
+        ax_right.imshow(load_image(crops_root / pair.right.relpath))
+        ax_left.set_title(f"{kind}: d={distances[i]:.3f}", fontsize=7, loc="left")
+        ax_right.set_title(f"{pair.left.person} / {pair.right.person}", fontsize=6)
+    fig.tight_layout()
+    return fig

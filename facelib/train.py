@@ -178,9 +178,19 @@ class ValidationAUC(keras.callbacks.Callback):
         self.right = np.array([position[int(i)] for i in right])
         self.same, self.input_size = same, input_size
 
+    def distances(self, model: keras.Model) -> np.ndarray:
+        embeddings = embed_paths(model, self.paths, self.input_size)
+        return np.linalg.norm(embeddings[self.left] - embeddings[self.right], axis=1)
+
+    def threshold(self, model: keras.Model) -> float:
+        """The most accurate threshold on the validation pairs: a first calibration,
+        until `facelib evaluate` sets one on LFW View 1."""
+        from facelib.evaluate import best_threshold
+
+        return best_threshold(self.distances(model), self.same.astype(bool))
+
     def on_epoch_end(self, epoch, logs=None):
-        embeddings = embed_paths(self.model, self.paths, self.input_size)
-        distances = np.linalg.norm(embeddings[self.left] - embeddings[self.right], axis=1)
+        distances = self.distances(self.model)
         if logs is not None:
             logs["val_auc"] = verification_auc(distances, self.same)
             logs["val_gap"] = float(distances[self.same == 0].mean() - distances[self.same == 1].mean())
@@ -308,8 +318,11 @@ def train(
     if model.stop_training and not np.isfinite(model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
 
+    validation = next(c for c in callbacks if isinstance(c, ValidationAUC))
     card = {
         "name": run_name,
+        "validation_threshold": validation.threshold(model),
+        "crop_settings": json.loads((crops_root / "settings.json").read_text()),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": asdict(cfg),
         "data_manifest_sha256": _sha256_file(crops_root / "manifest.csv"),

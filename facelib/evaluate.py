@@ -1,0 +1,298 @@
+"""Distance evaluation on the LFW protocols, with metrics from scikit-learn.
+
+    from facelib.evaluate import evaluate_model
+    report = evaluate_model("models/cpu-batch_hard-112")      # View 1 test + View 2
+    facelib evaluate [--model DIR] [--tta]
+
+- View 1 (primary): `pairsDevTest.txt`, 1,000 pairs of people the model never saw.
+  The file lists 500 same then 500 different pairs, so the 10 folds are stratified
+  and shuffled (plain KFold would give folds of one class).
+- View 2: `pairs.txt`, its own 10 folds, scored only on pairs whose people are not
+  among the model's training (or validation) identities, read from its card.
+- Accuracy: the threshold is chosen on 9 folds and applied to the 10th; mean ± std.
+  Also ROC AUC, TAR at FAR 1e-2 and 1e-3, EER, and the mean chosen threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
+
+from facelib import config, datasets
+from facelib.datasets import Pair
+from facelib.errors import FacelibError
+
+
+class IdentityOverlapError(FacelibError):
+    """Pairs to score include people the model trained on."""
+
+
+@dataclass
+class Metrics:
+    protocol: str
+    pairs: int
+    auc: float
+    accuracy_mean: float
+    accuracy_std: float
+    threshold: float
+    eer: float
+    tar_at_far_1e2: float
+    tar_at_far_1e3: float
+    dropped_pairs: int = 0
+    fold_accuracies: list[float] = field(default_factory=list)
+
+    def row(self) -> str:
+        return (
+            f"{self.protocol}: accuracy {100 * self.accuracy_mean:.1f} ± {100 * self.accuracy_std:.1f}%, "
+            f"AUC {self.auc:.4f}, EER {100 * self.eer:.1f}%, TAR@FAR=1e-2 {100 * self.tar_at_far_1e2:.1f}%, "
+            f"TAR@FAR=1e-3 {100 * self.tar_at_far_1e3:.1f}%, threshold {self.threshold:.4f} "
+            f"({self.pairs} pairs{f', {self.dropped_pairs} dropped: seen people' if self.dropped_pairs else ''})"
+        )
+
+
+# ------------------------------------------------------------------------- metrics
+
+
+def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
+    """The distance threshold (same person if distance < threshold) with the highest
+    accuracy on these pairs; candidates are midpoints between sorted distances."""
+    d = np.sort(np.unique(distances))
+    candidates = np.concatenate([[d[0] - 1e-6], (d[1:] + d[:-1]) / 2, [d[-1] + 1e-6]])
+    accuracy = [np.mean((distances < t) == same) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def stratified_folds(same: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
+    """Fold number of every pair: stratified, so each fold holds both classes."""
+    folds = np.empty(len(same), int)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(same)), same)):
+        folds[test] = k
+    return folds
+
+
+def cross_validated_accuracy(
+    distances: np.ndarray, same: np.ndarray, folds: np.ndarray
+) -> tuple[list[float], list[float]]:
+    accuracies, thresholds = [], []
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        t = best_threshold(distances[train], same[train])
+        thresholds.append(t)
+        accuracies.append(float(np.mean((distances[test] < t) == same[test])))
+    return accuracies, thresholds
+
+
+def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> float:
+    """Highest true accept rate whose false accept rate is at most `far`."""
+    fpr, tpr, _ = roc_curve(same, -distances)
+    ok = fpr <= far
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def equal_error_rate(distances: np.ndarray, same: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(same, -distances)
+    i = int(np.argmin(np.abs(fpr - (1 - tpr))))
+    return float((fpr[i] + 1 - tpr[i]) / 2)
+
+
+def metrics(
+    protocol: str, distances: np.ndarray, same: np.ndarray, folds: np.ndarray, dropped: int = 0
+) -> Metrics:
+    same = same.astype(bool)
+    accuracies, thresholds = cross_validated_accuracy(distances, same, folds)
+    return Metrics(
+        protocol=protocol,
+        pairs=len(same),
+        auc=float(roc_auc_score(same, -distances)),
+        accuracy_mean=float(np.mean(accuracies)),
+        accuracy_std=float(np.std(accuracies)),
+        threshold=float(np.mean(thresholds)),
+        eer=equal_error_rate(distances, same),
+        tar_at_far_1e2=tar_at_far(distances, same, 1e-2),
+        tar_at_far_1e3=tar_at_far(distances, same, 1e-3),
+        dropped_pairs=dropped,
+        fold_accuracies=accuracies,
+    )
+
+
+# ----------------------------------------------------------------------- the pairs
+
+
+def unseen_pairs(pairs: list[Pair], seen: set[str], strict: bool = False) -> tuple[list[Pair], int]:
+    """Pairs whose two people are both outside `seen`, and how many were dropped.
+    With `strict`, any overlap is refused instead."""
+    kept = [p for p in pairs if p.left.person not in seen and p.right.person not in seen]
+    dropped = len(pairs) - len(kept)
+    if dropped and strict:
+        raise IdentityOverlapError(
+            f"{dropped} of {len(pairs)} pairs involve people the model trained on; "
+            "scoring them would overstate its accuracy"
+        )
+    return kept, dropped
+
+
+def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Unique crop paths, and the index of each pair's left and right crop in it."""
+    relpaths = sorted({ref.relpath for p in pairs for ref in (p.left, p.right)})
+    missing = [r for r in relpaths if not (crops_root / r).is_file()]
+    if missing:
+        raise FacelibError(
+            f"{len(missing)} crops of the pairs are missing in {crops_root} (e.g. {missing[0]}); "
+            "run `facelib preprocess` on the whole of LFW first"
+        )
+    position = {r: i for i, r in enumerate(relpaths)}
+    left = np.array([position[p.left.relpath] for p in pairs])
+    right = np.array([position[p.right.relpath] for p in pairs])
+    return [str(crops_root / r) for r in relpaths], left, right
+
+
+def embed_crops(model, paths: list[str], input_size: int, tta: bool = False) -> np.ndarray:
+    """Embeddings of crop files; with `tta`, the mean of the crop's and its mirror
+    image's embeddings, re-normalised."""
+    import tensorflow as tf
+
+    from facelib.pipeline import eval_dataset
+
+    data = eval_dataset(paths, input_size)
+    embeddings = model.predict(data, verbose=0)
+    if tta:
+        flipped = model.predict(data.map(tf.image.flip_left_right), verbose=0)
+        embeddings = embeddings + flipped
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12
+    return embeddings
+
+
+# -------------------------------------------------------------------------- report
+
+
+@dataclass
+class Evaluation:
+    model: str
+    rows: list[Metrics]
+    seconds: float
+    distances: dict = field(default_factory=dict, repr=False)  # protocol → (distances, same, pairs)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "seconds": self.seconds, "rows": [asdict(r) for r in self.rows]}
+
+
+def euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=1)
+
+
+def score_pairs(
+    embed,
+    pairs: list[Pair],
+    crops_root: Path,
+    protocol: str,
+    folds: np.ndarray | None,
+    dropped: int = 0,
+    distance=euclidean,
+) -> tuple[Metrics, np.ndarray, np.ndarray]:
+    """`embed(paths) -> features`; the distance of every pair, then the metrics."""
+    paths, left, right = pair_crop_paths(pairs, crops_root)
+    e = embed(paths)
+    distances = distance(e[left], e[right])
+    same = np.array([p.same for p in pairs])
+    if folds is None:
+        folds = stratified_folds(same)
+    return metrics(protocol, distances, same, folds, dropped), distances, same
+
+
+def evaluate_model(
+    folder: str | Path | None = None,
+    crops: str | None = None,
+    tta: bool = False,
+    view2: bool = True,
+    save: bool = True,
+) -> Evaluation:
+    from facelib.model import load_model_folder, newest_model_folder, write_json_atomic
+
+    folder = Path(folder) if folder else newest_model_folder()
+    model, card = load_model_folder(folder)
+    crops_root = config.processed_dir() / (crops or card["config"]["crops"])
+    seen = set(card.get("training_identities", [])) | set(card.get("validation_identities", []))
+    size = card["input_size"]
+    start = time.perf_counter()
+
+    rows, details = [], {}
+    protocols = [("view1", datasets.view1_pairs("test"), True)]
+    if view2:
+        protocols.append(("view2", datasets.view2_pairs(), False))
+    for name, pairs, strict in protocols:
+        kept, dropped = unseen_pairs(pairs, seen, strict=strict)
+        folds = None if name == "view1" else np.array([p.fold for p in kept])
+        for use_tta in [False, True] if tta else [False]:
+            label = f"{name}{' +TTA' if use_tta else ''}"
+            row, distances, same = score_pairs(
+                lambda paths, t=use_tta: embed_crops(model, paths, size, t),
+                kept,
+                crops_root,
+                label,
+                folds,
+                dropped,
+            )
+            rows.append(row)
+            details[label] = (distances, same, kept)
+
+    evaluation = Evaluation(str(folder), rows, round(time.perf_counter() - start, 1), details)
+    if save:
+        save_evaluation(folder, evaluation, crops_root)
+        card["threshold"] = rows[0].threshold
+        card["metrics"] = {r.protocol: asdict(r) for r in rows}
+        card["crops"] = crops_root.name
+        write_json_atomic(folder / "card.json", card)
+    return evaluation
+
+
+def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:
+    from facelib import plots
+    from facelib.model import write_json_atomic
+
+    out = folder / "eval"
+    out.mkdir(exist_ok=True)
+    write_json_atomic(out / "metrics.json", evaluation.to_json())
+    primary = evaluation.rows[0]
+    distances, same, pairs = evaluation.distances[primary.protocol]
+    plots.distance_histogram(distances, same, primary.threshold, primary.protocol).savefig(
+        out / "distances.png", dpi=110
+    )
+    plots.roc(evaluation).savefig(out / "roc.png", dpi=110)
+    plots.hardest_mistakes(distances, same, pairs, primary.threshold, crops_root).savefig(
+        out / "mistakes.png", dpi=110
+    )
+    return out
+
+
+def evaluate_lbp(crops_root: Path) -> Evaluation:
+    """The LBP baseline in the same harness: View 1 test and View 2 (no training, so
+    no pair is dropped)."""
+    from facelib.baselines import chi_square, lbp_embed
+
+    start = time.perf_counter()
+    rows, details = [], {}
+    for name, pairs in [("view1", datasets.view1_pairs("test")), ("view2", datasets.view2_pairs())]:
+        folds = None if name == "view1" else np.array([p.fold for p in pairs])
+        row, distances, same = score_pairs(lbp_embed, pairs, crops_root, name, folds, distance=chi_square)
+        rows.append(row)
+        details[name] = (distances, same, pairs)
+    return Evaluation(
+        "LBP (nri_uniform, 7x7, chi-square)", rows, round(time.perf_counter() - start, 1), details
+    )
+
+
+def print_table(evaluation: Evaluation) -> None:
+    print(f"model: {evaluation.model} ({evaluation.seconds:.0f} s)")
+    for row in evaluation.rows:
+        print("  " + row.row())
+
+
+def load_saved(folder: Path) -> dict:
+    return json.loads((Path(folder) / "eval" / "metrics.json").read_text())

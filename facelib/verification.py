@@ -1,0 +1,169 @@
+"""The public face of facelib: are two pictures the same person?
+
+    import facelib
+    result = facelib.verify("a.jpg", "b.jpg")          # newest model under models/
+    result.same_person, result.distance, result.threshold
+
+    verifier = facelib.FaceVerifier("models/cpu-batch_hard-112")   # load once
+    verifier.verify(img1, img2)                         # paths, bytes, arrays, PIL images
+    verifier.embed([img1, img2, img3])                  # (3, 128), batched
+
+Each picture goes through the same steps as training data: detect (several faces:
+the largest, most central one, with the count reported), crop with the same margin
+and alignment, take the same centre region, embed. The threshold is the model's
+calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facelib.crop import choose_face, crop_face, crop_square
+from facelib.detection import make_detector
+from facelib.errors import FacelibError, NoFaceError
+from facelib.images import DEFAULT_MAX_PIXELS, load_image
+
+
+@dataclass
+class FaceFound:
+    """Where the face of one picture was taken from."""
+
+    box: tuple[int, int, int, int] | None  # x, y, w, h; None when the whole image was used
+    faces_found: int
+    whole_image: bool = False
+    image_size: tuple[int, int] = (0, 0)  # width, height
+
+
+@dataclass
+class VerifyResult:
+    distance: float
+    threshold: float
+    same_person: bool
+    faces: list[FaceFound]
+    detector: str
+    model: str
+    threshold_source: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FaceVerifier:
+    """Load a model folder once; embed and verify many pictures.
+
+    `no_face`: "error" (raise NoFaceError) or "whole" (embed the whole picture).
+    `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        detector: str | None = None,
+        threshold: float | None = None,
+        no_face: str = "error",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        bgr: bool = False,
+    ):
+        from facelib.model import load_model_folder, newest_model_folder
+
+        self.folder = Path(model) if model else newest_model_folder()
+        self.model, self.card = load_model_folder(self.folder)
+        crop = self.card.get("crop_settings", {})
+        self.crop_size = int(crop.get("size", 160))
+        self.margin = float(crop.get("margin", 0.2))
+        self.align = bool(crop.get("align", True))
+        self.detector = make_detector(detector or crop.get("detector", "haar"))
+        self.input_size = int(self.card["input_size"])
+        if threshold is not None:
+            self.threshold, self.threshold_source = float(threshold), "given"
+        elif "threshold" in self.card:
+            self.threshold, self.threshold_source = (
+                float(self.card["threshold"]),
+                "LFW View 1 (facelib evaluate)",
+            )
+        elif "validation_threshold" in self.card:
+            self.threshold, self.threshold_source = (
+                float(self.card["validation_threshold"]),
+                "training validation",
+            )
+        else:
+            raise FacelibError(
+                f"{self.folder} has no distance threshold; run `facelib evaluate --model {self.folder}`"
+            )
+        if no_face not in ("error", "whole"):
+            raise FacelibError(f"no_face must be 'error' or 'whole', not {no_face!r}")
+        self.no_face, self.max_pixels, self.bgr = no_face, max_pixels, bgr
+
+    # ------------------------------------------------------------------ faces
+
+    def face_crop(self, image, label: str = "image") -> tuple[np.ndarray, FaceFound]:
+        """The stored-size crop of the picture's face, as training saw them."""
+        try:
+            rgb = load_image(image, bgr=self.bgr, max_pixels=self.max_pixels)
+        except FacelibError as exc:
+            raise type(exc)(f"{label}: {exc}") from exc
+        height, width = rgb.shape[:2]
+        faces = self.detector.detect(rgb)
+        face = choose_face(faces, rgb.shape)
+        if face is None:
+            if self.no_face == "error":
+                raise NoFaceError(
+                    f"{label}: no face found (try a frontal, well-lit picture, or allow the whole image)"
+                )
+            crop = crop_square(rgb, (width / 2, height / 2), min(width, height), self.crop_size)
+            return crop, FaceFound(None, 0, True, (width, height))
+        crop = crop_face(rgb, face, self.crop_size, self.margin, self.align)
+        return crop, FaceFound(tuple(int(v) for v in face.box), len(faces), False, (width, height))
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        import tensorflow as tf
+
+        from facelib.pipeline import eval_transform
+
+        batch = tf.stack(
+            [eval_transform(tf.convert_to_tensor(c, tf.float32), self.input_size) for c in crops]
+        )
+        return np.asarray(self.model(batch, training=False))
+
+    def embed(self, images: list) -> np.ndarray:
+        """Embeddings (N, D) of the face in each picture."""
+        crops = [self.face_crop(image, f"image {i + 1}")[0] for i, image in enumerate(images)]
+        return self.embed_crops(crops)
+
+    def verify(self, image1, image2) -> VerifyResult:
+        start = time.perf_counter()
+        crop1, face1 = self.face_crop(image1, "image 1")
+        crop2, face2 = self.face_crop(image2, "image 2")
+        detected = time.perf_counter()
+        e = self.embed_crops([crop1, crop2])
+        done = time.perf_counter()
+        distance = float(np.linalg.norm(e[0] - e[1]))
+        return VerifyResult(
+            distance=distance,
+            threshold=self.threshold,
+            same_person=distance < self.threshold,
+            faces=[face1, face2],
+            detector=self.detector.name,
+            model=self.folder.name,
+            threshold_source=self.threshold_source,
+            timings_ms={
+                "read_detect_crop": round(1000 * (detected - start), 1),
+                "embed": round(1000 * (done - detected), 1),
+                "total": round(1000 * (done - start), 1),
+            },
+        )
+
+
+_verifiers: dict[str, FaceVerifier] = {}
+
+
+def verify(image1, image2, model: str | Path | None = None, **options) -> VerifyResult:
+    """One-off verification; the verifier of each model is loaded once and kept."""
+    key = f"{model}|{sorted(options.items())}"
+    if key not in _verifiers:
+        _verifiers[key] = FaceVerifier(model, **options)
+    return _verifiers[key].verify(image1, image2)
