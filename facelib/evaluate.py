@@ -271,14 +271,17 @@ def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> P
     return out
 
 
-def evaluate_lbp(crops_root: Path) -> Evaluation:
+def evaluate_lbp(crops_root: Path, view2: bool = True) -> Evaluation:
     """The LBP baseline in the same harness: View 1 test and View 2 (no training, so
     no pair is dropped)."""
     from facelib.baselines import chi_square, lbp_embed
 
     start = time.perf_counter()
     rows, details = [], {}
-    for name, pairs in [("view1", datasets.view1_pairs("test")), ("view2", datasets.view2_pairs())]:
+    protocols = [("view1", datasets.view1_pairs("test"))] + (
+        [("view2", datasets.view2_pairs())] if view2 else []
+    )
+    for name, pairs in protocols:
         folds = None if name == "view1" else np.array([p.fold for p in pairs])
         row, distances, same = score_pairs(lbp_embed, pairs, crops_root, name, folds, distance=chi_square)
         rows.append(row)

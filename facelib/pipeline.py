@@ -177,11 +177,14 @@ def training_dataset(
     start_step: int = 0,
 ) -> tf.data.Dataset:
     """Infinite dataset of (images [B, S, S, 3] float 0–255, labels [B]) batches."""
-    sample = (
-        random_triplet_indices(faces, p * k, seed) if mining == "random" else pk_indices(faces, p, k, seed)
-    )
+    # Random mode fills the same number of images per step with whole triplets, so
+    # both schemes train on the same image budget.
+    triplets = max(1, (p * k) // 3)
+    if mining == "random":
+        sample, batch = random_triplet_indices(faces, triplets, seed), 3 * triplets
+    else:
+        sample, batch = pk_indices(faces, p, k, seed), p * k
     paths = tf.constant(faces.paths)
-    batch = 3 * p * k if mining == "random" else p * k
 
     def load(step, position, index, label):
         seed_pair = tf.stack([tf.cast(step, tf.int64) * 4096 + position, tf.cast(seed, tf.int64)])

@@ -199,8 +199,10 @@ def preprocess_dataset(
     limit: int | None = None,
     workers: int | None = None,
     progress: bool = True,
+    only: set[str] | None = None,
 ) -> Summary:
-    """Crop every image under `images_root` (or the first `limit`, sorted by path)."""
+    """Crop every image under `images_root` (or the first `limit`, sorted by path; or
+    `only` those whose path relative to `images_root` is in the set)."""
     settings = settings or CropSettings()
     variant = variant or images_root.name
     out_root = output_dir(variant, settings)
@@ -208,6 +210,8 @@ def preprocess_dataset(
     make_detector(settings.detector)  # fail here, clearly, before any worker starts
 
     sources = list_images(images_root)[:limit]
+    if only is not None:
+        sources = [p for p in sources if p.relative_to(images_root).as_posix() in only]
     if not sources:
         raise FacelibError(f"no images found under {images_root}")
     manifest, journal = out_root / "manifest.csv", out_root / "manifest.partial.csv"
@@ -257,7 +261,10 @@ def preprocess_dataset(
 
 
 def ensure_crops(
-    settings: CropSettings | None = None, limit: int | None = None, progress: bool = True
+    settings: CropSettings | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    only: set[str] | None = None,
 ) -> Path:
     """Fetch LFW and crop its faces unless that is already done; returns the crop folder.
     Cheap when done: a re-run only checks the manifest and the crops it lists."""
@@ -265,5 +272,5 @@ def ensure_crops(
 
     settings = settings or CropSettings()
     images_root = fetch_lfw()
-    preprocess_dataset(images_root, settings, limit=limit, progress=progress)
+    preprocess_dataset(images_root, settings, limit=limit, progress=progress, only=only)
     return output_dir(images_root.name, settings)

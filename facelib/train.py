@@ -38,8 +38,8 @@ from facelib.pipeline import eval_dataset, training_dataset, training_split, val
 class TrainConfig:
     p: int = 8  # identities per batch
     k: int = 4  # images per identity
-    steps_per_epoch: int = 200
-    epochs: int = 12
+    steps_per_epoch: int = 180
+    epochs: int = 8
     learning_rate: float = 1e-3
     schedule: str = "cosine"  # or "constant"
     warmup_steps: int = 100
@@ -77,11 +77,12 @@ class TrainConfig:
 
     @property
     def batch_images(self) -> int:
-        return 3 * self.p * self.k if self.mining == "random" else self.p * self.k
+        return 3 * max(1, self.p * self.k // 3) if self.mining == "random" else self.p * self.k
 
 
-# Sized from measurements on 2 CPU cores: a ResNet50 step at 112 px runs ~37 images/s,
-# so `cpu` (12 × 200 steps × 32 images) is ~35 minutes plus validation.
+# Sized from measurements on 2 CPU cores: a ResNet50 train step at 112 px ran at
+# 19-22 images/s here (bench/train_speed.py), so `cpu` (8 × 180 steps × 32 images)
+# is about 40 minutes plus a few seconds of validation per epoch.
 TRAIN_PRESETS = {
     "smoke": TrainConfig(
         p=4,
@@ -228,6 +229,21 @@ def history_summary(history_csv: Path) -> dict:
 
 
 # ----------------------------------------------------------------------- training
+
+
+def ensure_model(preset: str | None = None) -> Path:
+    """The newest trained model, or (when there is none) the preset's, trained now."""
+    from facelib.model import ModelError, newest_model_folder
+    from facelib.preprocess import ensure_crops
+
+    try:
+        return newest_model_folder()
+    except ModelError:
+        name = config.preset(preset).name
+        print(f"no trained model yet: training the {name!r} preset (`facelib train --preset {name}`)")
+        ensure_crops(limit=config.preset(name).preprocess_limit)
+        cfg = TrainConfig.preset(name)
+        return train_or_resume(cfg, default_run_name(cfg, name))
 
 
 def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:

@@ -1,0 +1,75 @@
+"""Benchmark: verification accuracy of trained models and the LBP baseline, side by side.
+
+    python bench/compare_models.py models/cpu-batch_hard-112 models/seed-style [--tta]
+
+Each model is scored by `facelib evaluate` (View 1 test pairs: stratified 10-fold;
+View 2: official folds, pairs of seen people dropped); LBP runs in the same harness
+on the same crops. Writes the table to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_section  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--tta", action="store_true")
+    args = parser.parse_args()
+
+    from facelib import config
+    from facelib.evaluate import evaluate_lbp, evaluate_model, print_table
+
+    lines = [
+        "| method | training | View 1 accuracy | View 1 AUC | View 1 EER | TAR@FAR=1e-2 | View 2 accuracy | View 2 AUC | View 2 pairs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def add(name: str, training: str, evaluation) -> None:
+        rows = {r.protocol: r for r in evaluation.rows}
+        for suffix in ["", " +TTA"]:
+            v1, v2 = rows.get("view1" + suffix), rows.get("view2" + suffix)
+            if v1 is None:
+                continue
+            lines.append(
+                f"| {name}{suffix} | {training} | {100 * v1.accuracy_mean:.1f} ± {100 * v1.accuracy_std:.1f}% "
+                f"| {v1.auc:.3f} | {100 * v1.eer:.1f}% | {100 * v1.tar_at_far_1e2:.1f}% "
+                f"| {100 * v2.accuracy_mean:.1f} ± {100 * v2.accuracy_std:.1f}% | {v2.auc:.3f} | {v2.pairs:,} |"
+            )
+
+    crops_root = None
+    for folder in args.models:
+        evaluation = evaluate_model(folder, tta=args.tta)
+        print_table(evaluation)
+        card = json.loads((folder / "card.json").read_text())
+        cfg = card["config"]
+        training = (
+            f"{cfg['mining']}, {cfg['head']} head, {cfg['input_size']} px, "
+            f"{card['history']['epochs']}×{cfg['steps_per_epoch']} steps of {cfg['p'] * cfg['k']}"
+        )
+        add(f"`{folder.name}`", training, evaluation)
+        crops_root = config.processed_dir() / cfg["crops"]
+    lbp = evaluate_lbp(crops_root)
+    print_table(lbp)
+    add("LBP histograms (no learning)", "none", lbp)
+
+    models = " ".join(str(m) for m in args.models)
+    body = f"""
+Command: `python bench/compare_models.py {models}{" --tta" if args.tta else ""}`
+Machine: {machine()}. All models trained from scratch on LFW View 1 training people only.
+
+{chr(10).join(lines)}
+"""
+    print(body)
+    write_section("Verification accuracy", body)
+
+
+if __name__ == "__main__":
+    main()
