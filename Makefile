@@ -1,4 +1,5 @@
-# make run    fetch LFW, crop every face (the main job, until the dashboard lands)
+# make run    fetch LFW, crop every face, train the cpu model (~40 min, resumable), evaluate it
+#             (the main job, until the dashboard lands)
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
@@ -28,6 +29,7 @@ run: install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess
 	$(BIN)/facelib train --resume
+	$(BIN)/facelib evaluate
 
 lint: install
 	$(BIN)/ruff check facelib tests bench
@@ -38,7 +40,9 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/preprocess_speed.py
-	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_speed.py --run models/cpu-batch_hard-112
+	$(BIN)/python bench/verify_speed.py --model models/cpu-batch_hard-112
+	$(BIN)/python bench/compare_models.py models/cpu-batch_hard-112 models/seed-style-random-relu --tta
 
 clean-venv:
 	rm -rf $(VENV)

@@ -100,6 +100,7 @@ def triplet_grid(images: np.ndarray, labels: np.ndarray, names: list[str], rows:
     """Random triplets laid out [anchors; positives; negatives]: one triplet per row."""
     anchors, positives, negatives = np.split(images, 3)
     la, _, ln = np.split(labels, 3)
+    rows = min(rows, len(anchors))
     fig, axes = plt.subplots(rows, 3, figsize=(5, 1.8 * rows), squeeze=False)
     for r in range(rows):
         for c, (image, title) in enumerate(
