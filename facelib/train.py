@@ -329,7 +329,12 @@ def train(
     ]
     started = time.time()
     model.fit(
-        data, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose
+        data,
+        epochs=cfg.epochs,
+        steps_per_epoch=cfg.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the stream is already shuffled, deterministically
     )
     if model.stop_training and not np.isfinite(model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")

@@ -1,0 +1,123 @@
+"""Enrolled people: named embeddings with a thumbnail, stored under FACELIB_HOME.
+
+    gallery = Gallery.load(model_id="cpu-batch_hard-112@3f2a…")
+    gallery.enroll("Ada", embedding, thumbnail_rgb)
+    name, distance = gallery.identify(embedding, threshold)   # or (None, d): unknown
+
+`gallery/gallery.json` holds names, embeddings and the id of the model that made each
+one; thumbnails are JPEGs beside it. Every write is atomic. Entries made by another
+model are kept and listed but flagged, never mixed into identification.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelib import config
+from facelib.errors import FacelibError
+
+
+@dataclass
+class Entry:
+    name: str
+    embedding: list[float]
+    model_id: str
+    thumbnail: str  # file name beside gallery.json
+
+
+def model_id(folder: Path, card: dict) -> str:
+    """Identifies the model that made an embedding: its name and creation time."""
+    return f"{card.get('name', folder.name)}@{card.get('created', '?')}"
+
+
+def _safe_file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())[:60] or "person"
+
+
+class Gallery:
+    def __init__(self, folder: Path, model: str, entries: list[Entry] | None = None):
+        self.folder, self.model_id, self.entries = folder, model, entries or []
+
+    @classmethod
+    def load(cls, model: str, folder: Path | None = None) -> Gallery:
+        folder = folder or config.home() / "gallery"
+        index = folder / "gallery.json"
+        entries = []
+        if index.is_file():
+            try:
+                entries = [Entry(**e) for e in json.loads(index.read_text())["entries"]]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise FacelibError(
+                    f"{index} is damaged ({exc}); move it away to start a new gallery"
+                ) from exc
+        return cls(folder, model, entries)
+
+    # ---------------------------------------------------------------- queries
+
+    def usable(self) -> list[Entry]:
+        """Entries made by the current model: the only ones identification compares."""
+        return [e for e in self.entries if e.model_id == self.model_id]
+
+    def foreign(self) -> list[Entry]:
+        return [e for e in self.entries if e.model_id != self.model_id]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def identify(self, embedding: np.ndarray, threshold: float) -> tuple[str | None, float | None]:
+        """The nearest enrolled person within `threshold`, else (None, nearest distance)."""
+        usable = self.usable()
+        if not usable:
+            return None, None
+        distances = np.linalg.norm(np.array([e.embedding for e in usable]) - embedding, axis=1)
+        best = int(np.argmin(distances))
+        name = usable[best].name if distances[best] < threshold else None
+        return name, float(distances[best])
+
+    # ---------------------------------------------------------------- changes
+
+    def enroll(self, name: str, embedding: np.ndarray, thumbnail_rgb: np.ndarray) -> Entry:
+        import cv2
+
+        name = name.strip()
+        if not name:
+            raise FacelibError("give the person a name before enrolling")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        thumbnail = f"{_safe_file_name(name)}-{len(self.entries)}.jpg"
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(thumbnail_rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise FacelibError("could not encode the thumbnail")
+        self._write_atomic(self.folder / thumbnail, encoded.tobytes())
+        # re-enrolling a name with the same model replaces that person's entry
+        self.entries = [e for e in self.entries if not (e.name == name and e.model_id == self.model_id)]
+        entry = Entry(name, [float(x) for x in embedding], self.model_id, thumbnail)
+        self.entries.append(entry)
+        self.save()
+        return entry
+
+    def delete(self, name: str) -> None:
+        gone = [e for e in self.entries if e.name == name]
+        if not gone:
+            raise FacelibError(f"{name!r} is not in the gallery")
+        self.entries = [e for e in self.entries if e.name != name]
+        self.save()
+        for entry in gone:
+            (self.folder / entry.thumbnail).unlink(missing_ok=True)
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"entries": [asdict(e) for e in self.entries]}, indent=1)
+        self._write_atomic(self.folder / "gallery.json", data.encode())
+
+    @staticmethod
+    def _write_atomic(path: Path, data: bytes) -> None:
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, path)

@@ -1,0 +1,175 @@
+"""End to end in a real browser: Voilà serves notebook 04, Debian's Chromium (driven by
+Playwright) shows it with a fake camera that films an LFW face.
+
+Needs /usr/bin/chromium and ffmpeg (`.ci/run` installs both); under CI their absence
+fails the test, elsewhere it skips. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+NOTEBOOK = ROOT / "notebooks" / "04_webcam_dashboard.ipynb"
+
+
+def _need(tool: str, path: str | None) -> None:
+    if not path or not Path(path).exists():
+        message = f"{tool} is not installed (apt-get install chromium ffmpeg; .ci/run does it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll the TCP port (a GET on / would start a kernel)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"voila exited with status {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"voila did not listen on port {port} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def fake_camera(lfw_root, tmp_path_factory) -> Path:
+    _need("ffmpeg", shutil.which("ffmpeg"))
+    video = tmp_path_factory.mktemp("camera") / "face.y4m"
+    face = lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-loop", "1", "-i", str(face), "-t", "2", "-r", "10",
+         "-vf", "scale=640:480", "-pix_fmt", "yuv420p", str(video)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return video
+
+
+@pytest.fixture(scope="module")
+def voila_url(smoke_model):
+    port = _free_port()
+    env = {**os.environ, "FACELIB_MODEL": str(smoke_model)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "voila.log", "w")  # noqa: SIM115  (closed in finally)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(NOTEBOOK), f"--port={port}", "--no-browser",
+         "--Voila.ip=127.0.0.1", "--show_tracebacks=True"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        _wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(voila_url, fake_camera):
+    _need("chromium", CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={fake_camera}", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-gpu",
+            ],
+        )  # fmt: skip
+        context = browser.new_context(viewport={"width": 1100, "height": 1500})
+        context.grant_permissions(["camera"], origin=voila_url.rstrip("/"))
+
+        def loopback_only(route):  # Voilà asks a CDN for fonts: nothing leaves the machine
+            host = route.request.url.split("/")[2].split(":")[0]
+            route.continue_() if host in ("127.0.0.1", "localhost") else route.abort()
+
+        context.route("**/*", loopback_only)
+        page = context.new_page()
+        page.goto(voila_url, timeout=180_000)
+        page.get_by_role("button", name="Capture reference").wait_for(timeout=180_000)
+        yield page
+        browser.close()
+
+
+def _upload(page, button: str, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name=button).click()
+    chooser.value.set_files(str(path))
+
+
+def _message(page) -> str:
+    return page.locator(".facelib-message").inner_text(timeout=60_000)
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_capture_reference_and_probe_shows_distance_and_verdict(page):
+    page.wait_for_timeout(2000)  # the camera view needs a moment to start streaming
+    page.get_by_role("button", name="Capture reference").click()
+    page.wait_for_function(
+        "document.querySelector('.facelib-message')?.innerText.includes('face found')", timeout=60_000
+    )
+    page.get_by_role("button", name="Capture probe").click()
+    page.locator(".facelib-verdict").wait_for(timeout=60_000)
+    assert page.locator(".facelib-distance").inner_text()
+    assert page.locator(".facelib-verdict").inner_text() in ("same person", "different people")
+    _shot(page, "dashboard-camera.png")
+
+
+def test_uploading_another_person_as_probe_shows_a_distance(page, lfw_root):
+    before = page.locator(".facelib-distance").inner_text()
+    other = lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"
+    _upload(page, "Upload probe", other)
+    page.wait_for_function(
+        f"document.querySelector('.facelib-distance')?.innerText !== '{before}'", timeout=60_000
+    )
+    assert "Serena_Williams_0001.jpg" in _message(page)
+    _shot(page, "dashboard-upload.png")
+
+
+def test_enrolled_name_is_identified(page):
+    page.get_by_placeholder("name to enroll").fill("George")
+    page.get_by_role("button", name="Capture & enroll").click()
+    page.wait_for_function(
+        "document.querySelector('.facelib-message')?.innerText.includes('Enrolled')", timeout=60_000
+    )
+    page.get_by_role("button", name="Capture probe").click()
+    page.wait_for_function(
+        "document.querySelector('.facelib-identity')?.innerText.includes('George')", timeout=60_000
+    )
+    _shot(page, "dashboard-gallery.png")
+
+
+def test_uploading_a_non_image_shows_a_message(page, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture")
+    _upload(page, "Upload probe", notes)
+    page.wait_for_function(
+        "document.querySelector('.facelib-message')?.innerText.includes('not an image')", timeout=60_000
+    )
+    assert "Traceback" not in page.content()
