@@ -1,5 +1,6 @@
-# make run    fetch LFW, crop every face, train the cpu model (~40 min, resumable), evaluate it
-#             (the main job, until the dashboard lands)
+# make run        the main job: fetch LFW, crop every face, train the cpu model (~40 min,
+#                 resumable), evaluate it, then serve the webcam dashboard on 127.0.0.1:8866
+# make dashboard  only serve the dashboard
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
@@ -15,7 +16,7 @@ ifneq ($(wildcard $(MIRROR_DIR)/lfw),)
 export FACELIB_MIRROR ?= $(MIRROR_DIR)
 endif
 
-.PHONY: install run test lint bench clean-venv
+.PHONY: install run dashboard test lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,12 @@ run: install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess
 	$(BIN)/facelib train --resume
-	$(BIN)/facelib evaluate
+	$(BIN)/facelib evaluate --if-needed
+	$(MAKE) dashboard
+
+dashboard: install
+	@echo "dashboard: open http://127.0.0.1:8866 in your browser (Ctrl-C stops it)"
+	$(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1
 
 lint: install
 	$(BIN)/ruff check facelib tests bench

@@ -96,7 +96,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
+    from facelib.model import newest_model_folder, read_card
 
+    if args.if_needed:
+        folder = Path(args.model) if args.model else newest_model_folder()
+        if "threshold" in read_card(folder):
+            print(f"{folder.name} is already evaluated (threshold in its card); skipping")
+            return
     evaluation = evaluate_model(args.model, tta=args.tta, view2=args.view2)
     print_table(evaluation)
     print(f"  figures and metrics.json in {Path(evaluation.model) / 'eval'}; threshold saved in card.json")
@@ -186,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="model folder (default: the newest under models/)")
     ev.add_argument("--tta", action="store_true", help="also report test-time augmentation (mirror image)")
     ev.add_argument("--no-view2", dest="view2", action="store_false", help="View 1 only")
+    ev.add_argument(
+        "--if-needed", action="store_true", help="skip a model that already has a calibrated threshold"
+    )
     ev.set_defaults(run=cmd_evaluate)
 
     ve = verbs.add_parser("verify", help="are two pictures the same person?")
