@@ -77,6 +77,7 @@ class Dashboard:
         self.live_skipped = 0
         self.live_interval_ms = live_interval_ms
         self._pending: str | None = None
+        self.verdicts = 0  # shown in the page (data-seq) so a browser can tell a new verdict
         self._live_thread: threading.Thread | None = None
         self._build(camera)
 
@@ -267,8 +268,9 @@ class Dashboard:
         colour = "#2e7d32" if same else "#c62828"
         verdict = "same person" if same else "different people"
         elapsed = 1000 * (time.perf_counter() - start)
+        self.verdicts += 1
         self.result.value = f"""
-<div class="facelib-result">
+<div class="facelib-result" data-seq="{self.verdicts}" data-ms="{elapsed:.1f}">
   <div style="font-size:1.6em;color:{colour}" class="facelib-verdict">{verdict}</div>
   <div>distance <b class="facelib-distance">{distance:.3f}</b>, threshold {threshold:.3f}</div>
   <div style="position:relative;width:260px;height:14px;background:#eee;border-radius:7px;margin:6px 0">
