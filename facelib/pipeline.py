@@ -21,6 +21,10 @@ from facelib.preprocess import read_manifest
 USABLE = ("detected", "multiple")  # fallback crops are guesses: left out of training
 
 
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class FaceSet:
     """Crops grouped by identity: `paths[offsets[i] : offsets[i] + counts[i]]` are
@@ -39,16 +43,14 @@ class FaceSet:
                 by_identity[r["identity"]].append(str(crops_root / r["crop"]))
         kept = [name for name in identities if by_identity[name]]
         counts = np.array([len(by_identity[n]) for n in kept], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        return FaceSet(kept, [p for n in kept for p in sorted(by_identity[n])], offsets, counts)
+        return FaceSet(kept, [p for n in kept for p in sorted(by_identity[n])], _offsets(counts), counts)
 
     def with_at_least(self, n: int) -> FaceSet:
         keep = [i for i, c in enumerate(self.counts) if c >= n]
         names = [self.identities[i] for i in keep]
         paths = [p for i in keep for p in self.paths[self.offsets[i] : self.offsets[i] + self.counts[i]]]
         counts = self.counts[keep]
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        return FaceSet(names, paths, offsets, counts)
+        return FaceSet(names, paths, _offsets(counts), counts)
 
     @property
     def images(self) -> int:
@@ -77,7 +79,7 @@ def training_split(
         names = names[:max_identities]
     n_val = max(2, int(round(validation_fraction * len(names))))
     validation = set(names[:n_val])
-    train = [n for n in names[n_val:]]
+    train = names[n_val:]
     return Split(
         train=FaceSet.from_records(records, crops_root, sorted(train)),
         validation=FaceSet.from_records(records, crops_root, sorted(validation)),
