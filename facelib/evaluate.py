@@ -153,20 +153,20 @@ def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.
     return [str(crops_root / r) for r in relpaths], left, right
 
 
-def embed_crops(model, paths: list[str], input_size: int, tta: bool = False) -> np.ndarray:
-    """Embeddings of crop files; with `tta`, the mean of the crop's and its mirror
-    image's embeddings, re-normalised."""
+def embed_crops(model, paths: list[str], input_size: int, mirrored: bool = False) -> np.ndarray:
+    """Embeddings of crop files (of their mirror images with `mirrored`)."""
     import tensorflow as tf
 
     from facelib.pipeline import eval_dataset
 
     data = eval_dataset(paths, input_size)
-    embeddings = model.predict(data, verbose=0)
-    if tta:
-        flipped = model.predict(data.map(tf.image.flip_left_right), verbose=0)
-        embeddings = embeddings + flipped
-        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True) + 1e-12
-    return embeddings
+    return model.predict(data.map(tf.image.flip_left_right) if mirrored else data, verbose=0)
+
+
+def mean_embedding(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the mean of two views' embeddings, re-normalised."""
+    mean = a + b
+    return mean / (np.linalg.norm(mean, axis=1, keepdims=True) + 1e-12)
 
 
 # -------------------------------------------------------------------------- report
@@ -229,15 +229,14 @@ def evaluate_model(
     for name, pairs, strict in protocols:
         kept, dropped = unseen_pairs(pairs, seen, strict=strict)
         folds = None if name == "view1" else np.array([p.fold for p in kept])
-        for use_tta in [False, True] if tta else [False]:
-            label = f"{name}{' +TTA' if use_tta else ''}"
+        paths, _, _ = pair_crop_paths(kept, crops_root)
+        plain = embed_crops(model, paths, size)
+        variants = {name: plain}
+        if tta:  # the plain embeddings serve both rows; only the mirror images are new
+            variants[f"{name} +TTA"] = mean_embedding(plain, embed_crops(model, paths, size, mirrored=True))
+        for label, embeddings in variants.items():
             row, distances, same = score_pairs(
-                lambda paths, t=use_tta: embed_crops(model, paths, size, t),
-                kept,
-                crops_root,
-                label,
-                folds,
-                dropped,
+                lambda _paths, e=embeddings: e, kept, crops_root, label, folds, dropped
             )
             rows.append(row)
             details[label] = (distances, same, kept)
