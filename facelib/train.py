@@ -262,8 +262,10 @@ def train(
     resume: bool = False,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str = "auto",
+    data: tf.data.Dataset | None = None,
 ) -> Path:
-    """Train and save `models/<run_name>/`; returns that folder."""
+    """Train and save `models/<run_name>/`; returns that folder. `data` replaces the
+    P×K stream (an infinite dataset of (images, labels) batches), e.g. in tests."""
     folder = config.models_dir() / run_name
     backup = folder / "backup"
     history_csv = folder / "history.csv"
@@ -309,7 +311,7 @@ def train(
         )
 
     start_epoch = completed_epochs(history_csv) if resume else 0
-    data = training_dataset(
+    data = data or training_dataset(
         train_faces,
         cfg.mining,
         cfg.p,
