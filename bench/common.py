@@ -21,7 +21,11 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, {date.today().isoformat()}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {cores} cores, Python {platform.python_version()}, {date.today().isoformat()}, "
+        f"load average {load:.1f} at the start (another busy process halves every figure)"
+    )
 
 
 def write_section(name: str, body: str) -> None:
