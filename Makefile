@@ -16,6 +16,9 @@ ifneq ($(wildcard $(MIRROR_DIR)/lfw),)
 export FACELIB_MIRROR ?= $(MIRROR_DIR)
 endif
 
+# The model make run trains and the dashboard serves (a run name under models/).
+RUN ?= cpu-batch_hard-112
+
 .PHONY: install run dashboard test lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
@@ -29,13 +32,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess
-	$(BIN)/facelib train --resume
-	$(BIN)/facelib evaluate --if-needed
+	$(BIN)/facelib train --resume --name $(RUN)
+	$(BIN)/facelib evaluate --if-needed --model $(RUN)
 	$(MAKE) dashboard
 
 dashboard: install
 	@echo "dashboard: open http://127.0.0.1:8866 in your browser (Ctrl-C stops it)"
-	$(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1
+	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1
 
 lint: install
 	$(BIN)/ruff check facelib tests bench

@@ -100,6 +100,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.if_needed:
         folder = Path(args.model) if args.model else newest_model_folder()
+        if not folder.is_dir() and (config.models_dir() / folder).is_dir():
+            folder = config.models_dir() / folder  # a run name
         if "threshold" in read_card(folder):
             print(f"{folder.name} is already evaluated (threshold in its card); skipping")
             return

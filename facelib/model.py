@@ -118,8 +118,14 @@ def read_card(folder: Path) -> dict:
 
 
 def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
-    """Load model.keras in Keras' safe mode and check it against its card."""
+    """Load model.keras in Keras' safe mode and check it against its card. `folder`
+    may also be a run name under models/."""
     folder = Path(folder)
+    if not folder.is_dir():
+        from facelib import config
+
+        named = config.models_dir() / folder
+        folder = named if named.is_dir() else folder
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist; train one with `facelib train`")
     card = read_card(folder)
