@@ -51,7 +51,8 @@ bench: install
 	$(BIN)/python bench/preprocess_speed.py
 	$(BIN)/python bench/train_speed.py --run models/cpu-batch_hard-112
 	$(BIN)/python bench/verify_speed.py --model models/cpu-batch_hard-112
-	$(BIN)/python bench/compare_models.py models/cpu-batch_hard-112 models/seed-style-random-relu --tta
+	$(BIN)/python bench/compare_models.py models/cpu-batch_hard-112 models/seed-style-random-relu
+	$(BIN)/python bench/dashboard_latency.py --model models/cpu-batch_hard-112
 
 clean-venv:
 	rm -rf $(VENV)
