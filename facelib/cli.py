@@ -96,12 +96,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
-    from facelib.model import newest_model_folder, read_card
+    from facelib.model import newest_model_folder, read_card, resolve_model_folder
 
     if args.if_needed:
-        folder = Path(args.model) if args.model else newest_model_folder()
-        if not folder.is_dir() and (config.models_dir() / folder).is_dir():
-            folder = config.models_dir() / folder  # a run name
+        folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
         if "threshold" in read_card(folder):
             print(f"{folder.name} is already evaluated (threshold in its card); skipping")
             return

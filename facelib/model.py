@@ -117,15 +117,19 @@ def read_card(folder: Path) -> dict:
     return card
 
 
+def resolve_model_folder(model: str | Path) -> Path:
+    """A model folder given as a path, or as a run name under models/."""
+    from facelib import config
+
+    folder = Path(model)
+    named = config.models_dir() / folder
+    return named if not folder.is_dir() and named.is_dir() else folder
+
+
 def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
     """Load model.keras in Keras' safe mode and check it against its card. `folder`
     may also be a run name under models/."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        from facelib import config
-
-        named = config.models_dir() / folder
-        folder = named if named.is_dir() else folder
+    folder = resolve_model_folder(folder)
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist; train one with `facelib train`")
     card = read_card(folder)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facelib import config
 from facelib.crop import choose_face, crop_face, crop_square
 from facelib.detection import make_detector
 from facelib.errors import FacelibError, NoFaceError
@@ -69,13 +68,10 @@ class FaceVerifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         bgr: bool = False,
     ):
-        from facelib.model import load_model_folder, newest_model_folder
+        from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
 
-        folder = Path(model) if model else newest_model_folder()
-        if not folder.is_dir() and (config.models_dir() / folder).is_dir():
-            folder = config.models_dir() / folder  # a run name
-        self.folder = folder
-        self.model, self.card = load_model_folder(folder)
+        self.folder = resolve_model_folder(model) if model else newest_model_folder()
+        self.model, self.card = load_model_folder(self.folder)
         crop = self.card.get("crop_settings", {})
         self.crop_size = int(crop.get("size", 160))
         self.margin = float(crop.get("margin", 0.2))
