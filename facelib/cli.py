@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from facelib import config, datasets
+from facelib.detection import DETECTORS
 from facelib.errors import FacelibError
 
 
@@ -152,18 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     prep = verbs.add_parser("preprocess", help="detect, crop and resize every face into data/processed/")
     prep.add_argument("--variant", choices=list(datasets.VARIANTS), default=datasets.default_variant())
-    prep.add_argument("--detector", choices=["haar", "yunet"], default="haar")
+    prep.add_argument("--detector", choices=list(DETECTORS), default="haar")
     prep.add_argument("--size", type=int, default=160, help="side of the stored square crops (pixels)")
     prep.add_argument("--margin", type=float, default=0.2, help="margin around the face box, as a fraction")
     prep.add_argument("--no-align", dest="align", action="store_false", help="do not level the eyes")
-    prep.add_argument("--no-face", choices=["fallback", "skip"], default="fallback")
+    prep.add_argument("--no-face", choices=list(config.NO_FACE_POLICIES), default="fallback")
     prep.add_argument("--limit", type=int, help="only the first N images (default: the preset's)")
     prep.add_argument("--preset", choices=list(config.PRESETS), help="default: $FACELIB_PRESET or cpu")
     prep.add_argument("--workers", type=int, help="processes (default: one per core)")
     prep.set_defaults(run=cmd_preprocess)
 
     tr = verbs.add_parser("train", help="train the embedding network with triplet loss")
-    tr.add_argument("--preset", choices=["smoke", "cpu", "gpu"], help="default: $FACELIB_PRESET or cpu")
+    tr.add_argument("--preset", choices=list(config.PRESETS), help="default: $FACELIB_PRESET or cpu")
     tr.add_argument("--name", help="run name: the folder under models/ (default: <preset>-<mining>-<size>)")
     tr.add_argument(
         "--resume",
@@ -175,12 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--p", type=int, help="identities per batch")
     tr.add_argument("--k", type=int, help="images per identity")
     tr.add_argument("--lr", type=float, help="peak learning rate")
-    tr.add_argument("--schedule", choices=["cosine", "constant"])
+    tr.add_argument("--schedule", choices=list(config.SCHEDULES))
     tr.add_argument("--margin", type=float)
-    tr.add_argument("--mining", choices=["random", "batch_hard", "batch_semihard"])
+    tr.add_argument("--mining", choices=list(config.MINING_MODES))
     tr.add_argument("--input-size", type=int, help="model input side in pixels (112, 160, 224)")
     tr.add_argument("--embedding-dim", type=int)
-    tr.add_argument("--head", choices=["l2", "relu"], help="relu: the seed's unnormalised embedding")
+    tr.add_argument("--head", choices=list(config.HEADS), help="relu: the seed's unnormalised embedding")
     tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')
     tr.add_argument("--seed", type=int)
     tr.add_argument("--crops", help="crop folder under data/processed/")

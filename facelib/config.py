@@ -12,7 +12,7 @@ Every other module asks this one for a path; none hard-codes its own.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +47,57 @@ def mirror() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+# Choices the CLI offers and the code checks, named once here (this module imports
+# nothing heavy, so the CLI can build its parser without loading TensorFlow).
+MINING_MODES = ("random", "batch_hard", "batch_semihard")
+HEADS = ("l2", "relu")  # relu: the seed's unnormalised embedding, a baseline
+SCHEDULES = ("cosine", "constant")
+NO_FACE_POLICIES = ("fallback", "skip")
+
+
 @dataclass(frozen=True)
 class Preset:
     """Sizes of each pipeline step; pick one with FACELIB_PRESET or --preset."""
 
     name: str
     preprocess_limit: int | None  # images to preprocess (None: all of them)
+    train: dict = field(default_factory=dict)  # TrainConfig fields that differ from its defaults
 
 
+# The one registry of presets. Training sizes were measured on 2 CPU cores: a ResNet50
+# train step at 112 px ran at 19-22 images/s here (bench/train_speed.py), so `cpu`
+# (TrainConfig's defaults: 8 × 180 steps × 32 images) is about 40 minutes plus a few
+# seconds of validation per epoch.
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", preprocess_limit=120),
+    "smoke": Preset(
+        "smoke",
+        preprocess_limit=120,
+        train=dict(
+            p=4,
+            k=2,
+            steps_per_epoch=3,
+            epochs=2,
+            input_size=48,
+            embedding_dim=32,
+            max_identities=24,
+            validation_pairs=16,
+            warmup_steps=0,
+        ),
+    ),
     "cpu": Preset("cpu", preprocess_limit=None),
-    "gpu": Preset("gpu", preprocess_limit=None),
+    "gpu": Preset(
+        "gpu",
+        preprocess_limit=None,
+        train=dict(
+            p=32,
+            k=4,
+            steps_per_epoch=500,
+            epochs=40,
+            input_size=160,
+            learning_rate=3e-4,
+            mixed_precision=True,
+        ),
+    ),
 }
 
 

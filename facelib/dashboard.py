@@ -22,6 +22,7 @@ import cv2
 import ipywidgets as w
 import numpy as np
 
+from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
 from facelib.gallery import Gallery, model_id
 
@@ -262,8 +263,8 @@ class Dashboard:
                 )
         if self.reference is None or self.probe is None:
             return
-        distance = float(np.linalg.norm(self.reference.embedding - self.probe.embedding))
-        same = distance < threshold
+        distance = embedding_distance(self.reference.embedding, self.probe.embedding)
+        same = same_person(distance, threshold)
         fill = min(100.0, 50.0 * distance / threshold)  # the threshold sits in the middle
         colour = "#2e7d32" if same else "#c62828"
         verdict = "same person" if same else "different people"

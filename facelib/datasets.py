@@ -12,7 +12,6 @@ read from `$FACELIB_MIRROR/lfw/` instead and nothing is downloaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tarfile
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from facelib import config
 from facelib.errors import ChecksumError, CorruptArchiveError, DataUnavailableError, UnsafeArchiveError
+from facelib.files import atomic_path, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,8 @@ def _download(remote: Remote, folder: Path, check_hash: bool = True) -> Path:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, tmp)
-    os.replace(tmp.name, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def fetch_protocol_file(filename: str) -> Path:
@@ -291,7 +288,7 @@ def fetch_lfw(variant: str | None = None) -> Path:
                 f"the images of {archive} do not match the official {variant} set "
                 f"(content sha256 {actual}, expected {remote.content_sha256})"
             )
-    _marker(variant).write_text(json.dumps({"archive": str(archive)}))
+    write_json_atomic(_marker(variant), {"archive": str(archive)})
     return images_root
 
 

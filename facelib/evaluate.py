@@ -26,6 +26,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from facelib import config, datasets
 from facelib.datasets import Pair
+from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
 
 
@@ -64,7 +65,7 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     accuracy on these pairs; candidates are midpoints between sorted distances."""
     d = np.sort(np.unique(distances))
     candidates = np.concatenate([[d[0] - 1e-6], (d[1:] + d[:-1]) / 2, [d[-1] + 1e-6]])
-    accuracy = [np.mean((distances < t) == same) for t in candidates]
+    accuracy = [np.mean(same_person(distances, t) == same) for t in candidates]
     return float(candidates[int(np.argmax(accuracy))])
 
 
@@ -85,7 +86,7 @@ def cross_validated_accuracy(
         train, test = folds != k, folds == k
         t = best_threshold(distances[train], same[train])
         thresholds.append(t)
-        accuracies.append(float(np.mean((distances[test] < t) == same[test])))
+        accuracies.append(float(np.mean(same_person(distances[test], t) == same[test])))
     return accuracies, thresholds
 
 
@@ -153,16 +154,6 @@ def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.
     return [str(crops_root / r) for r in relpaths], left, right
 
 
-def embed_crops(model, paths: list[str], input_size: int, mirrored: bool = False) -> np.ndarray:
-    """Embeddings of crop files (of their mirror images with `mirrored`)."""
-    import tensorflow as tf
-
-    from facelib.pipeline import eval_dataset
-
-    data = eval_dataset(paths, input_size)
-    return model.predict(data.map(tf.image.flip_left_right) if mirrored else data, verbose=0)
-
-
 def mean_embedding(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Test-time augmentation: the mean of two views' embeddings, re-normalised."""
     mean = a + b
@@ -183,10 +174,6 @@ class Evaluation:
         return {"model": self.model, "seconds": self.seconds, "rows": [asdict(r) for r in self.rows]}
 
 
-def euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(a - b, axis=1)
-
-
 def score_pairs(
     embed,
     pairs: list[Pair],
@@ -194,7 +181,7 @@ def score_pairs(
     protocol: str,
     folds: np.ndarray | None,
     dropped: int = 0,
-    distance=euclidean,
+    distance=embedding_distance,
 ) -> tuple[Metrics, np.ndarray, np.ndarray]:
     """`embed(paths) -> features`; the distance of every pair, then the metrics."""
     paths, left, right = pair_crop_paths(pairs, crops_root)
@@ -213,7 +200,9 @@ def evaluate_model(
     view2: bool = True,
     save: bool = True,
 ) -> Evaluation:
-    from facelib.model import load_model_folder, newest_model_folder, write_json_atomic
+    from facelib.files import write_json_atomic
+    from facelib.model import load_model_folder, newest_model_folder
+    from facelib.pipeline import embed_files
 
     folder = Path(folder) if folder else newest_model_folder()
     model, card = load_model_folder(folder)
@@ -230,10 +219,10 @@ def evaluate_model(
         kept, dropped = unseen_pairs(pairs, seen, strict=strict)
         folds = None if name == "view1" else np.array([p.fold for p in kept])
         paths, _, _ = pair_crop_paths(kept, crops_root)
-        plain = embed_crops(model, paths, size)
+        plain = embed_files(model, paths, size)
         variants = {name: plain}
         if tta:  # the plain embeddings serve both rows; only the mirror images are new
-            variants[f"{name} +TTA"] = mean_embedding(plain, embed_crops(model, paths, size, mirrored=True))
+            variants[f"{name} +TTA"] = mean_embedding(plain, embed_files(model, paths, size, mirrored=True))
         for label, embeddings in variants.items():
             row, distances, same = score_pairs(
                 lambda _paths, e=embeddings: e, kept, crops_root, label, folds, dropped
@@ -253,7 +242,7 @@ def evaluate_model(
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:
     from facelib import plots
-    from facelib.model import write_json_atomic
+    from facelib.files import write_json_atomic
 
     out = folder / "eval"
     out.mkdir(exist_ok=True)

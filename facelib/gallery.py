@@ -12,16 +12,16 @@ model are kept and listed but flagged, never mixed into identification.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facelib import config
+from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
+from facelib.files import write_atomic
 
 
 @dataclass
@@ -76,9 +76,9 @@ class Gallery:
         usable = self.usable()
         if not usable:
             return None, None
-        distances = np.linalg.norm(np.array([e.embedding for e in usable]) - embedding, axis=1)
+        distances = embedding_distance(np.array([e.embedding for e in usable]), embedding)
         best = int(np.argmin(distances))
-        name = usable[best].name if distances[best] < threshold else None
+        name = usable[best].name if same_person(distances[best], threshold) else None
         return name, float(distances[best])
 
     # ---------------------------------------------------------------- changes
@@ -94,7 +94,7 @@ class Gallery:
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(thumbnail_rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise FacelibError("could not encode the thumbnail")
-        self._write_atomic(self.folder / thumbnail, encoded.tobytes())
+        write_atomic(self.folder / thumbnail, encoded.tobytes())
         # re-enrolling a name with the same model replaces that person's entry
         self.entries = [e for e in self.entries if not (e.name == name and e.model_id == self.model_id)]
         entry = Entry(name, [float(x) for x in embedding], self.model_id, thumbnail)
@@ -114,10 +114,4 @@ class Gallery:
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"entries": [asdict(e) for e in self.entries]}, indent=1)
-        self._write_atomic(self.folder / "gallery.json", data.encode())
-
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
+        write_atomic(self.folder / "gallery.json", data)

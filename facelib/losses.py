@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from facelib.config import MINING_MODES
+
 BIG = 1e9  # stands in for "no such element" in masked minima and maxima
 
 
@@ -114,9 +116,6 @@ class RandomTripletLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
-
-
-MINING_MODES = ("random", "batch_hard", "batch_semihard")
 
 
 def make_loss(mining: str, margin: float = 0.2, soft: bool = False) -> keras.losses.Loss:

@@ -13,14 +13,14 @@ training backup used to resume.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import keras
 from keras import layers, ops
 
+from facelib import config
 from facelib.errors import FacelibError
+from facelib.files import atomic_path, write_json_atomic
 
 CARD_FORMAT = "facelib-model/1"
 
@@ -50,8 +50,8 @@ def build_embedding_model(
     """`weights`: None (scratch), "imagenet" (needs internet), or a path to a
     facelib .keras model whose weights are copied. `head`: "l2" (unit-length
     embeddings) or "relu" (the seed's unnormalised ReLU dense embedding, a baseline)."""
-    if head not in ("l2", "relu"):
-        raise ValueError(f"head must be 'l2' or 'relu', not {head!r}")
+    if head not in config.HEADS:
+        raise ValueError(f"head must be one of {', '.join(config.HEADS)}, not {head!r}")
     imagenet = weights == "imagenet"
     inputs = keras.Input((input_size, input_size, 3), name="rgb")
     x = ResNetPreprocess(name="preprocess")(inputs)
@@ -80,18 +80,11 @@ def build_embedding_model(
 # ----------------------------------------------------------------------- model folder
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def save_model_folder(folder: Path, model: keras.Model, card: dict) -> Path:
     """Write model.keras and card.json; each appears whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "model.part.keras"
-    model.save(tmp)
-    os.replace(tmp, folder / "model.keras")
+    with atomic_path(folder / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
     card = {
         **card,
         "format": CARD_FORMAT,
@@ -119,8 +112,6 @@ def read_card(folder: Path) -> dict:
 
 def resolve_model_folder(model: str | Path) -> Path:
     """A model folder given as a path, or as a run name under models/."""
-    from facelib import config
-
     folder = Path(model)
     named = config.models_dir() / folder
     return named if not folder.is_dir() and named.is_dir() else folder
@@ -152,8 +143,6 @@ def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
 
 def newest_model_folder() -> Path:
     """The most recently trained complete model under models/."""
-    from facelib import config
-
     root = config.models_dir()
     folders = [p.parent for p in root.glob("*/model.keras") if (p.parent / "card.json").is_file()]
     if not folders:

@@ -220,6 +220,15 @@ def eval_dataset(paths: list[str], input_size: int, batch: int = 64) -> tf.data.
     )
 
 
+def embed_files(
+    model, paths: list[str], input_size: int, mirrored: bool = False, batch: int = 64
+) -> np.ndarray:
+    """Embeddings of crop files through `eval_transform` (of their mirror images with
+    `mirrored`): the one way training, evaluation and benchmarks embed stored crops."""
+    data = eval_dataset(paths, input_size, batch)
+    return model.predict(data.map(tf.image.flip_left_right) if mirrored else data, verbose=0)
+
+
 def validation_pairs(faces: FaceSet, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`n` same-person and `n` different-person pairs of image indices into
     `faces.paths`, with labels (1 = same)."""

@@ -11,6 +11,7 @@ from matplotlib.patches import Rectangle
 
 from facelib.crop import choose_face, crop_face
 from facelib.datasets import Census
+from facelib.decision import same_person
 from facelib.detection import Detector
 from facelib.images import load_image
 
@@ -174,8 +175,12 @@ def hardest_mistakes(distances, same, pairs, threshold: float, crops_root: Path,
     """The false accepts with the smallest distances and the false rejects with the
     largest: each pair side by side with its distance."""
     same = same.astype(bool)
-    false_accepts = [i for i in np.argsort(distances) if not same[i] and distances[i] < threshold][:n]
-    false_rejects = [i for i in np.argsort(-distances) if same[i] and distances[i] >= threshold][:n]
+    false_accepts = [
+        i for i in np.argsort(distances) if not same[i] and same_person(distances[i], threshold)
+    ][:n]
+    false_rejects = [
+        i for i in np.argsort(-distances) if same[i] and not same_person(distances[i], threshold)
+    ][:n]
     rows = [("false accept", i) for i in false_accepts] + [("false reject", i) for i in false_rejects]
     fig, axes = plt.subplots(max(1, len(rows)), 2, figsize=(4, 2.1 * max(1, len(rows))), squeeze=False)
     for ax in axes.flat:

@@ -15,7 +15,6 @@ import csv
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from facelib.crop import centre_crop, choose_face, crop_face
 from facelib.datasets import list_images
 from facelib.detection import make_detector
 from facelib.errors import ConfigError, FacelibError
+from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.images import load_image
 
 # detected: one face; multiple: several, the central/largest kept; fallback: none,
@@ -50,8 +50,10 @@ class CropSettings:
     min_face: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.no_face not in ("fallback", "skip"):
-            raise ConfigError(f"no_face must be 'fallback' or 'skip', not {self.no_face!r}")
+        if self.no_face not in config.NO_FACE_POLICIES:
+            raise ConfigError(
+                f"no_face must be one of {', '.join(config.NO_FACE_POLICIES)}, not {self.no_face!r}"
+            )
         if not 32 <= self.size <= 1024:
             raise ConfigError(f"crop size must be between 32 and 1024 pixels, not {self.size}")
 
@@ -77,10 +79,7 @@ def write_jpeg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     )
     if not ok:
         raise FacelibError(f"could not encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
-        tmp.write(encoded.tobytes())
-    os.replace(tmp.name, path)
+    write_atomic(path, encoded.tobytes())
 
 
 def process_image(source: Path, relsource: str, out_root: Path, settings: CropSettings) -> dict:
@@ -181,7 +180,7 @@ def _check_settings(out_root: Path, settings: CropSettings, variant: str) -> Non
             )
     else:
         out_root.mkdir(parents=True, exist_ok=True)
-        params.write_text(json.dumps(wanted, indent=2))
+        write_json_atomic(params, wanted)
 
 
 def read_manifest(out_root: Path) -> list[dict]:
@@ -243,12 +242,10 @@ def preprocess_dataset(
 
     wanted = set(relsource.values())
     records = sorted(done.values(), key=lambda r: r["source"])  # all done so far, not only this run's
-    tmp = manifest.with_suffix(".csv.part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         writer.writerows(records)
-    os.replace(tmp, manifest)
     journal.unlink(missing_ok=True)
     return Summary(
         out_dir=str(out_root),

@@ -20,7 +20,7 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -28,10 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from facelib import config
+from facelib.config import MINING_MODES
+from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
-from facelib.losses import MINING_MODES, make_loss
-from facelib.model import build_embedding_model, save_model_folder, write_json_atomic
-from facelib.pipeline import eval_dataset, training_dataset, training_split, validation_pairs
+from facelib.files import write_json_atomic
+from facelib.losses import make_loss
+from facelib.model import build_embedding_model, save_model_folder
+from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
 
 
 @dataclass(frozen=True)
@@ -62,51 +65,25 @@ class TrainConfig:
             raise ConfigError(f"mining must be one of {', '.join(MINING_MODES)}, not {self.mining!r}")
         if self.p < 2 or self.k < 2:
             raise ConfigError("a P×K batch needs P ≥ 2 identities and K ≥ 2 images each")
+        if self.head not in config.HEADS:
+            raise ConfigError(f"head must be one of {', '.join(config.HEADS)}, not {self.head!r}")
+        if self.schedule not in config.SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(config.SCHEDULES)}, not {self.schedule!r}")
         if self.input_size < 32:
             raise ConfigError(f"input size {self.input_size} is too small (ResNet50 needs ≥ 32 px)")
 
     @staticmethod
     def preset(name: str, **overrides) -> TrainConfig:
-        base = TRAIN_PRESETS.get(name)
-        if base is None:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+        """The preset's settings (config.PRESETS), with `overrides` that are not None."""
+        settings = {**config.preset(name).train, **{k: v for k, v in overrides.items() if v is not None}}
+        unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise ConfigError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return TrainConfig(**settings)
 
     @property
     def batch_images(self) -> int:
         return 3 * max(1, self.p * self.k // 3) if self.mining == "random" else self.p * self.k
-
-
-# Sized from measurements on 2 CPU cores: a ResNet50 train step at 112 px ran at
-# 19-22 images/s here (bench/train_speed.py), so `cpu` (8 × 180 steps × 32 images)
-# is about 40 minutes plus a few seconds of validation per epoch.
-TRAIN_PRESETS = {
-    "smoke": TrainConfig(
-        p=4,
-        k=2,
-        steps_per_epoch=3,
-        epochs=2,
-        input_size=48,
-        embedding_dim=32,
-        max_identities=24,
-        validation_pairs=16,
-        warmup_steps=0,
-        crops="lfw-deepfunneled-haar-160",
-    ),
-    "cpu": TrainConfig(),
-    "gpu": TrainConfig(
-        p=32,
-        k=4,
-        steps_per_epoch=500,
-        epochs=40,
-        input_size=160,
-        learning_rate=3e-4,
-        mixed_precision=True,
-    ),
-}
 
 
 def default_run_name(cfg: TrainConfig, preset: str) -> str:
@@ -154,10 +131,6 @@ def learning_rate(cfg: TrainConfig):
     )
 
 
-def embed_paths(model: keras.Model, paths: list[str], input_size: int, batch: int = 64) -> np.ndarray:
-    return model.predict(eval_dataset(paths, input_size, batch), verbose=0)
-
-
 def verification_auc(distances: np.ndarray, same: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -180,8 +153,8 @@ class ValidationAUC(keras.callbacks.Callback):
         self.same, self.input_size = same, input_size
 
     def distances(self, model: keras.Model) -> np.ndarray:
-        embeddings = embed_paths(model, self.paths, self.input_size)
-        return np.linalg.norm(embeddings[self.left] - embeddings[self.right], axis=1)
+        embeddings = embed_files(model, self.paths, self.input_size)
+        return embedding_distance(embeddings[self.left], embeddings[self.right])
 
     def threshold(self, model: keras.Model) -> float:
         """The most accurate threshold on the validation pairs: a first calibration,

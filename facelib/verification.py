@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facelib.crop import choose_face, crop_face, crop_square
+from facelib.decision import embedding_distance, same_person
 from facelib.detection import make_detector
 from facelib.errors import FacelibError, NoFaceError
 from facelib.images import DEFAULT_MAX_PIXELS, load_image
@@ -141,11 +142,11 @@ class FaceVerifier:
         detected = time.perf_counter()
         e = self.embed_crops([crop1, crop2])
         done = time.perf_counter()
-        distance = float(np.linalg.norm(e[0] - e[1]))
+        distance = embedding_distance(e[0], e[1])
         return VerifyResult(
             distance=distance,
             threshold=self.threshold,
-            same_person=distance < self.threshold,
+            same_person=same_person(distance, self.threshold),
             faces=[face1, face2],
             detector=self.detector.name,
             model=self.folder.name,

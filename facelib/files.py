@@ -1,0 +1,61 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+    write_atomic(path, b"...")            # bytes or str
+    write_json_atomic(path, {"a": 1})
+    with atomic_path(path) as tmp: model.save(tmp)   # for writers that want a file name
+
+Each write goes to a unique temporary name in the same folder, is flushed to disk
+(fsync) and renamed over the target in one step; a crash leaves at most a stray
+`.part` file, never a damaged target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself is durable only once the folder entry is on disk.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """A unique temporary path beside `path`; renamed onto `path` when the block ends
+    without error, deleted otherwise. `suffix` keeps an extension writers insist on
+    (Keras wants `.keras`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write `data` (str as UTF-8) to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    return write_atomic(path, json.dumps(data, indent=2, default=str))
