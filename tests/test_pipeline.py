@@ -1,0 +1,117 @@
+"""The tf.data pipeline on tiny synthetic crops: the training augmentation, the
+evaluation transform, and the training stream's determinism and start step (what a
+resumed run relies on to see the batches it had not seen yet)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from facelib.pipeline import FaceSet, augment, eval_transform, training_dataset
+
+SIZE = 24  # model input side in these tests
+
+
+def _noise(side: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (side, side, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> FaceSet:
+    """6 people × 3 crops of 40 px noise, as JPEG files."""
+    root = tmp_path_factory.mktemp("crops")
+    names, paths = [f"person_{i}" for i in range(6)], []
+    for i, name in enumerate(names):
+        (root / name).mkdir()
+        for j in range(3):
+            path = root / name / f"{name}_{j:04d}.jpg"
+            Image.fromarray(_noise(40, 10 * i + j).astype(np.uint8)).save(path, quality=90)
+            paths.append(str(path))
+    counts = np.full(len(names), 3, np.int64)
+    return FaceSet(names, paths, np.arange(0, 3 * len(names), 3, dtype=np.int64), counts)
+
+
+# ------------------------------------------------------------------ augment
+
+
+def _augment(image: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    return augment(tf.constant(image), SIZE, tf.constant(seed, tf.int64)).numpy()
+
+
+def test_augment_gives_the_input_size_in_pixel_range():
+    image = _noise(40, 0)
+    for seed in range(5):
+        out = _augment(image, (seed, 0))
+        assert out.shape == (SIZE, SIZE, 3) and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 255.0
+    # brightness jitter would push a white picture past 255: it is clipped
+    assert _augment(np.full((40, 40, 3), 255.0, np.float32), (1, 0)).max() <= 255.0
+
+
+def test_augment_is_deterministic_for_a_seed_and_varies_between_seeds():
+    image = _noise(40, 1)
+    assert np.array_equal(_augment(image, (3, 7)), _augment(image, (3, 7)))
+    outputs = [_augment(image, (step, 7)) for step in range(4)] + [_augment(image, (3, 8))]
+    for a in range(len(outputs)):
+        for b in range(a + 1, len(outputs)):
+            assert not np.allclose(outputs[a], outputs[b]), (a, b)
+
+
+# ------------------------------------------------------------------ eval transform
+
+
+def _framed(border: int, side: int = 100) -> np.ndarray:
+    """Blue picture in a red frame `border` pixels wide."""
+    image = np.zeros((side, side, 3), np.float32)
+    image[...] = (255.0, 0.0, 0.0)
+    image[border : side - border, border : side - border] = (0.0, 0.0, 255.0)
+    return image
+
+
+def test_eval_transform_is_the_centre_90_percent_resized():
+    # 5 px of 100 on each side is exactly the 10% cut away: nothing of the frame is left.
+    out = eval_transform(tf.constant(_framed(5)), SIZE).numpy()
+    assert out.shape == (SIZE, SIZE, 3)
+    assert np.allclose(out, (0.0, 0.0, 255.0), atol=1e-3)
+    # A wider frame shows at the edges, and only there.
+    out = eval_transform(tf.constant(_framed(15)), SIZE).numpy()
+    assert out[0, 0, 0] > 200 and out[-1, -1, 0] > 200 and out[0, SIZE // 2, 0] > 200
+    assert np.allclose(out[SIZE // 2, SIZE // 2], (0.0, 0.0, 255.0), atol=1e-3)
+
+
+def test_eval_transform_has_no_randomness():
+    image = tf.constant(_noise(40, 2))
+    first = eval_transform(image, SIZE).numpy()
+    assert np.array_equal(first, eval_transform(image, SIZE).numpy())
+    assert first.min() >= 0.0 and first.max() <= 255.0
+
+
+# ------------------------------------------------------------------ training stream
+
+
+def _batches(faces: FaceSet, mining: str, seed: int = 0, start_step: int = 0, n: int = 4):
+    data = training_dataset(faces, mining, p=3, k=2, input_size=SIZE, seed=seed, start_step=start_step)
+    return [(images.numpy(), labels.numpy()) for images, labels in data.take(n)]
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "random"])
+def test_training_stream_is_deterministic_and_starts_at_any_step(faces, mining):
+    full = _batches(faces, mining, n=5)
+    for images, labels in full:
+        assert images.shape == (6, SIZE, SIZE, 3) and images.dtype == np.float32 and labels.shape == (6,)
+        assert images.min() >= 0.0 and images.max() <= 255.0
+        assert set(labels) <= set(range(len(faces.identities)))
+
+    again = _batches(faces, mining, n=5)
+    for (a, la), (b, lb) in zip(full, again, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(la, lb)
+
+    # A stream started at step 3 is exactly the full stream from its step 3 on.
+    resumed = _batches(faces, mining, start_step=3, n=2)
+    for (a, la), (b, lb) in zip(full[3:], resumed, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(la, lb)
+
+    # Consecutive steps, and another seed, give other batches.
+    assert not np.array_equal(full[0][0], full[1][0])
+    other = _batches(faces, mining, seed=1, n=1)
+    assert not np.array_equal(full[0][0], other[0][0])
