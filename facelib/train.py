@@ -5,20 +5,23 @@
     facelib train --preset cpu [--resume] [--epochs 20 --mining batch_semihard ...]
 
 Every epoch: Keras progress bar, validation verification AUC on held-out training
-identities, a row in history.csv, and a backup of the full training state, so
-`--resume` continues from the last complete epoch after a crash or kill. The final
-model.keras is written atomically, with card.json beside it.
+identities, a row in history.csv, then a backup of the full training state, so
+`--resume` continues from the last complete epoch after a crash or kill, with the
+data stream at the step it had reached. The final model.keras is written atomically,
+with card.json beside it; the backup is removed only after both exist.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import resource
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +34,7 @@ from facelib import config
 from facelib.config import MINING_MODES
 from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
-from facelib.files import write_json_atomic
+from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.losses import make_loss
 from facelib.model import build_embedding_model, save_model_folder
 from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
@@ -109,12 +112,54 @@ def _sha256_file(path: Path) -> str:
 
 def strategy() -> tf.distribute.Strategy:
     """Several machines: TF_CONFIG → MultiWorkerMirroredStrategy; several GPUs on
-    one machine → MirroredStrategy; otherwise the default (one device)."""
+    one machine → MirroredStrategy; otherwise the default (one device). The same one
+    for the whole process: a multi-worker strategy is set up once, and `strategy()
+    .extended.should_checkpoint` tells the chief from the other workers."""
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _created_strategy(multi_worker=True)
     if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
+        return _created_strategy(multi_worker=False)
     return tf.distribute.get_strategy()
+
+
+@functools.cache
+def _created_strategy(multi_worker: bool) -> tf.distribute.Strategy:
+    return tf.distribute.MultiWorkerMirroredStrategy() if multi_worker else tf.distribute.MirroredStrategy()
+
+
+def several_workers(dist: tf.distribute.Strategy) -> bool:
+    """Whether some of the strategy's replicas run in other processes."""
+    return isinstance(dist, tf.distribute.MultiWorkerMirroredStrategy) and (
+        dist.num_replicas_in_sync > len(dist.extended.worker_devices)
+    )
+
+
+def _fit_across_workers(model: keras.Model, dist: tf.distribute.Strategy, element_spec) -> None:
+    """Keras 3's fit fails under MultiWorkerMirroredStrategy with several workers
+    (keras-team/keras#20585, still so in 3.15): it reduces the first batch, a nested
+    structure, in one call, and each step's scalar logs along axis 0, and that strategy
+    takes neither. So, on this model alone: the symbolic build takes the batch's shapes
+    from the dataset instead, and the step's logs get a leading axis of one, which the
+    mean over the workers removes again."""
+
+    def symbolic_build(iterator=None, data_batch=None):
+        with dist.scope():
+            model._symbolic_build(data_batch=element_spec)
+
+    train_step = model.train_step
+    model._maybe_symbolic_build = symbolic_build
+    model.train_step = lambda batch: tf.nest.map_structure(lambda v: tf.reshape(v, [1]), train_step(batch))
+
+
+class WorkerBackup(keras.callbacks.Callback):
+    """EpochBackup's counterpart on a non-chief worker: every worker takes part in
+    saving, so this one saves the same weights each epoch, into a temporary folder
+    removed at once. On resume every worker loads the chief's backup, so resuming a
+    multi-worker run needs models/ on storage the workers share."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        with tempfile.TemporaryDirectory(prefix="facelib-worker-backup-") as scratch:
+            self.model.save_weights(str(Path(scratch) / "latest.weights.h5"))
 
 
 def learning_rate(cfg: TrainConfig):
@@ -176,10 +221,112 @@ class PeakMemory(keras.callbacks.Callback):
             logs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def completed_epochs(history_csv: Path) -> int:
-    if not history_csv.is_file():
-        return 0
-    return max(0, len([line for line in history_csv.read_text().splitlines() if line.strip()]) - 1)
+# ----------------------------------------------------------------------- backup and resume
+#
+# models/<run>/backup/ holds the whole training state after the last complete epoch:
+# epoch-<n>.weights.h5 (weights, optimizer and its step counter) and state.json, which
+# names it and is written last, so a backup is whole or absent. The backup is the run's
+# only record of progress until model.keras and card.json exist: it is removed after
+# them, never before.
+
+BACKUP_STATE = "state.json"
+# keras.callbacks.BackupAndRestore's files, used by facelib before it wrote its own:
+# runs interrupted then still resume.
+_KERAS_BACKUP = ("training_metadata.json", "latest.weights.h5")
+
+
+@dataclass(frozen=True)
+class Backup:
+    epochs: int  # complete epochs
+    weights: Path
+
+
+def read_backup(folder: Path) -> Backup | None:
+    """The backup of the run in `folder`, or None when no epoch has been backed up."""
+    backup = Path(folder) / "backup"
+    state, legacy = backup / BACKUP_STATE, backup / _KERAS_BACKUP[0]
+    if not state.is_file() and not legacy.is_file():
+        return None
+    source = state if state.is_file() else legacy
+    try:
+        saved = json.loads(source.read_text())
+        epochs = int(saved["epoch"])
+        weights = backup / (saved["weights"] if source == state else _KERAS_BACKUP[1])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{source} is damaged ({exc}); start a new run with another --name") from exc
+    if not weights.is_file():
+        raise ConfigError(
+            f"{source} names {weights.name}, which is missing; start a new run with another --name"
+        )
+    return Backup(epochs, weights)
+
+
+def _saved_config(folder: Path) -> dict | None:
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); start a new run with another --name") from exc
+
+
+def is_finished(folder: Path) -> bool:
+    """Training saved model.keras and card.json, its last step (a kill just after may
+    have left the backup: it is no longer needed)."""
+    return (Path(folder) / "model.keras").is_file() and (Path(folder) / "card.json").is_file()
+
+
+def remove_backup(backup: Path) -> None:
+    # state.json first: a kill part-way through leaves no backup that looks whole.
+    (backup / BACKUP_STATE).unlink(missing_ok=True)
+    (backup / _KERAS_BACKUP[0]).unlink(missing_ok=True)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up the training state after each epoch. It must be the last callback: an
+    epoch counts as done only once its validation AUC and history.csv row exist."""
+
+    def __init__(self, backup: Path):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and not np.isfinite(float(logs.get("loss", 0.0))):
+            return  # a diverged state is nothing to resume from
+        name = f"epoch-{epoch + 1}.weights.h5"
+        with atomic_path(self.backup / name, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        write_json_atomic(self.backup / BACKUP_STATE, {"epoch": epoch + 1, "weights": name})
+        for old in self.backup.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+def _row_epoch(line: str) -> int | None:
+    try:
+        return int(line.split(",", 1)[0])  # CSVLogger writes the epoch first
+    except ValueError:
+        return None
+
+
+def keep_history(history_csv: Path, epochs: int) -> None:
+    """Cut history.csv back to the rows of the `epochs` epochs in the backup: a kill
+    after an epoch's row but before its backup leaves a row for an epoch that is
+    trained again."""
+    lines = history_csv.read_text().splitlines(keepends=True) if history_csv.is_file() else []
+    rows = lines[1:]
+    kept = [r for r in rows if (_row_epoch(r) is not None and _row_epoch(r) < epochs)]
+    if [_row_epoch(r) for r in kept] != list(range(epochs)):
+        raise ConfigError(
+            f"{history_csv} does not hold one row for each of the {epochs} epoch(s) in the backup; "
+            "start a new run with another --name"
+        )
+    if not kept:
+        history_csv.unlink(missing_ok=True)  # CSVLogger writes a fresh header
+    elif len(kept) != len(rows):
+        write_atomic(history_csv, lines[0] + "".join(kept))
 
 
 def history_summary(history_csv: Path) -> dict:
@@ -204,29 +351,16 @@ def history_summary(history_csv: Path) -> dict:
 # ----------------------------------------------------------------------- training
 
 
-def ensure_model(preset: str | None = None) -> Path:
-    """The newest trained model, or (when there is none) the preset's, trained now."""
-    from facelib.model import ModelError, newest_model_folder
-    from facelib.preprocess import ensure_crops
-
-    try:
-        return newest_model_folder()
-    except ModelError:
-        name = config.preset(preset).name
-        print(f"no trained model yet: training the {name!r} preset (`facelib train --preset {name}`)")
-        ensure_crops(limit=config.preset(name).preprocess_limit)
-        cfg = TrainConfig.preset(name)
-        return train_or_resume(cfg, default_run_name(cfg, name))
-
-
 def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:
     """What re-running a notebook should do: return a finished run, resume an
     interrupted one, or start a new one."""
     folder = config.models_dir() / run_name
-    if (folder / "model.keras").is_file() and not (folder / "backup").exists():
+    if is_finished(folder):
+        if (folder / "backup").exists():
+            remove_backup(folder / "backup")  # killed after saving, before this clean-up
         print(f"{run_name} is already trained: {folder}")
         return folder
-    return train(cfg, run_name, resume=folder.exists(), **kwargs)
+    return train(cfg, run_name, resume=True, **kwargs)
 
 
 def train(
@@ -238,23 +372,55 @@ def train(
     data: tf.data.Dataset | None = None,
 ) -> Path:
     """Train and save `models/<run_name>/`; returns that folder. `data` replaces the
-    P×K stream (an infinite dataset of (images, labels) batches), e.g. in tests."""
+    P×K stream (an infinite dataset of (images, labels) batches), e.g. in tests.
+    On a non-chief worker of a multi-worker run nothing is written there (the chief
+    writes it, maybe on another machine) and the chief's folder is returned."""
+    dist = strategy()  # first: a multi-worker strategy must exist before any TF op runs
+    # Only the chief (worker 0) writes models/<run>/: the other workers would race it
+    # on shared storage, or leave partial copies on their own machines.
+    chief = dist.extended.should_checkpoint
+    replicas = dist.num_replicas_in_sync
+    if data is None and cfg.batch_images % replicas:  # Keras 3's fit fails on unequal slices
+        raise ConfigError(
+            f"a batch of {cfg.batch_images} images does not split evenly over {replicas} replicas; "
+            "choose --p and --k so that it does"
+        )
     folder = config.models_dir() / run_name
     backup = folder / "backup"
     history_csv = folder / "history.csv"
-    if folder.exists() and not resume:
-        state = "an interrupted run" if backup.exists() else "a model"
+    if is_finished(folder):
         raise ConfigError(
-            f"{folder} already holds {state}; pass --resume to continue it, or choose another --name"
+            f"{run_name} already finished ({folder / 'model.keras'}); nothing to resume"
+            if resume
+            else f"{folder} already holds a trained model; choose another --name"
         )
-    if resume and (folder / "model.keras").is_file() and not backup.exists():
-        raise ConfigError(f"{run_name} already finished ({folder / 'model.keras'}); nothing to resume")
-    if resume and (folder / "config.json").is_file():
-        saved = json.loads((folder / "config.json").read_text())
-        if saved != json.loads(json.dumps(asdict(cfg))):
-            raise ConfigError(f"--resume needs the settings {run_name} started with; they differ: {saved}")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "config.json", asdict(cfg))
+    # The backup, not history.csv, says how far the run got: the epoch fit resumes at
+    # and the step the data stream restarts from.
+    found = read_backup(folder)
+    done = found.epochs if found else 0
+    saved = _saved_config(folder)
+    if chief and folder.exists() and not done:  # a non-chief may find the chief's new folder
+        if saved is None and any(not p.name.startswith(".") for p in folder.iterdir()):
+            raise ConfigError(
+                f"{folder} holds files but no training run (no config.json); choose another --name"
+            )
+        if saved is not None:
+            print(f"{run_name}: no epoch of the earlier attempt was backed up; starting it afresh")
+    if done and not resume and chief:
+        raise ConfigError(
+            f"{folder} holds an interrupted run ({done} epoch(s) done); "
+            "pass --resume to continue it, or choose another --name"
+        )
+    if done and saved is None:
+        raise ConfigError(f"{folder} has a backup but no config.json; start a new run with another --name")
+    if done and saved != json.loads(json.dumps(asdict(cfg))):
+        raise ConfigError(f"--resume needs the settings {run_name} started with; they differ: {saved}")
+    if chief:
+        keep_history(history_csv, done)
+        if not done and backup.exists():
+            remove_backup(backup)  # at most stray temporary files of an unfinished first save
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "config.json", asdict(cfg))
 
     crops_root = config.processed_dir() / cfg.crops
     if not (crops_root / "manifest.csv").is_file():
@@ -263,7 +429,6 @@ def train(
     train_faces = split.train.with_at_least(2)
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
 
-    dist = strategy()  # first: a multi-worker strategy must exist before any TF op runs
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg.seed)
@@ -283,7 +448,12 @@ def train(
             loss=make_loss(cfg.mining, cfg.margin, cfg.soft_margin),
         )
 
-    start_epoch = completed_epochs(history_csv) if resume else 0
+    start_epoch = done
+    if found:
+        with dist.scope():
+            model.optimizer.build(model.trainable_variables)  # its state is in the backup too
+            model.load_weights(found.weights)
+        print(f"resuming {run_name} after epoch {done} of {cfg.epochs} (backup {found.weights.name})")
     data = data or training_dataset(
         train_faces,
         cfg.mining,
@@ -293,31 +463,49 @@ def train(
         cfg.seed,
         start_step=start_epoch * cfg.steps_per_epoch,
     )
+    # Every worker builds the same deterministic stream and keeps its replicas' slices
+    # of each batch, in replica order: the losses gather the slices back into the batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = data.with_options(options)
+    if several_workers(dist):
+        _fit_across_workers(model, dist, data.element_spec)
     callbacks = [
-        # Restores weights, optimizer and epoch counter from the last complete epoch.
-        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         ValidationAUC(split.validation.paths, left, right, same, cfg.input_size),
         PeakMemory(),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        *([keras.callbacks.CSVLogger(str(history_csv), append=True)] if chief else []),
         *(extra_callbacks or []),
+        # Last, so that an epoch is backed up only after everything above has seen it.
+        EpochBackup(backup) if chief else WorkerBackup(),
     ]
     started = time.time()
-    model.fit(
-        data,
-        epochs=cfg.epochs,
-        steps_per_epoch=cfg.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the stream is already shuffled, deterministically
-    )
+    if start_epoch < cfg.epochs:
+        model.fit(
+            data,
+            epochs=cfg.epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=cfg.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the stream is already shuffled, deterministically
+        )
+    else:
+        print(f"{run_name}: all {cfg.epochs} epochs were trained before it stopped; saving the model")
     if model.stop_training and not np.isfinite(model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
 
     validation = next(c for c in callbacks if isinstance(c, ValidationAUC))
+    threshold = validation.threshold(model)  # on every worker: predict runs on them all
+    if not chief:
+        # Every worker takes part in saving, as Keras asks of multi-worker runs; only
+        # the chief's copy is kept.
+        with tempfile.TemporaryDirectory(prefix=f"facelib-{run_name}-worker-") as scratch:
+            save_model_folder(Path(scratch), model, {"name": run_name})
+        return folder
     card = {
         "name": run_name,
-        "validation_threshold": validation.threshold(model),
+        "validation_threshold": threshold,
         "crop_settings": json.loads((crops_root / "settings.json").read_text()),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": asdict(cfg),
@@ -332,5 +520,5 @@ def train(
         "tensorflow": tf.__version__,
     }
     save_model_folder(folder, model, card)
-    shutil.rmtree(backup, ignore_errors=True)
+    remove_backup(backup)  # only now: until model.keras and card.json exist, it is the run
     return folder

@@ -3,16 +3,15 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from facelib import datasets
+from facelib import config, datasets
 from facelib.errors import ConfigError
 from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
 from facelib.pipeline import FaceSet, pk_indices, random_triplet_indices, training_split
-from facelib.train import TrainConfig, completed_epochs, train
+from facelib.train import Backup, TrainConfig, keep_history, read_backup, train
 
 
 def _faces(counts):
@@ -112,48 +111,70 @@ def test_smoke_training_lowers_the_loss(smoke_crops):
     assert not (folder / "backup").exists()
 
 
-class _CrashAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch, self.weights = epoch, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights = [w.copy() for w in self.model.get_weights()]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
+def _history_file(path, epochs, tail=""):
+    rows = "".join(f"{e},0.5,100.0,0.75,0.1\n" for e in epochs)
+    path.write_text("epoch,loss,peak_rss_mb,val_auc,val_gap\n" + rows + tail)
+    return path
 
 
-class _FirstEpoch(keras.callbacks.Callback):
-    first = None
-    weights = None
+def test_history_is_cut_back_to_the_epochs_the_backup_holds(tmp_path):
+    csv = _history_file(tmp_path / "history.csv", [0, 1, 2], tail="3,0.4")  # 3: a row cut by a kill
+    keep_history(csv, 2)
+    assert csv.read_text() == _history_file(tmp_path / "expected.csv", [0, 1]).read_text()
+    keep_history(csv, 2)  # already consistent: unchanged
+    assert csv.read_text().splitlines()[-1].startswith("1,")
+    keep_history(csv, 0)  # no epoch backed up: CSVLogger starts a fresh file
+    assert not csv.exists()
+    keep_history(csv, 0)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.first is None:
-            self.first, self.weights = epoch, self.model.get_weights()
+
+@pytest.mark.parametrize("epochs", [[0], [0, 0, 1], [1, 2], []])
+def test_history_that_misses_a_backed_up_epoch_is_refused(tmp_path, epochs):
+    csv = _history_file(tmp_path / "history.csv", epochs)
+    before = csv.read_text()
+    with pytest.raises(ConfigError, match="does not hold one row for each of the 2 epoch"):
+        keep_history(csv, 2)
+    assert csv.read_text() == before
+    with pytest.raises(ConfigError, match="does not hold one row"):
+        keep_history(tmp_path / "missing.csv", 2)
 
 
-def test_a_killed_run_resumes_from_its_last_complete_epoch(smoke_crops):
-    cfg = TrainConfig.preset("smoke", epochs=3)
-    crash = _CrashAt(epoch=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, "resumable", extra_callbacks=[crash], verbose=0)
-    folder = smoke_crops.parents[2] / "models" / "resumable"
-    assert completed_epochs(folder / "history.csv") == 2
-    assert (folder / "backup").exists() and not (folder / "model.keras").exists()
+def test_backups_are_read_or_refused_clearly(tmp_path):
+    backup = tmp_path / "run" / "backup"
+    assert read_backup(tmp_path / "run") is None
+    backup.mkdir(parents=True)
+    (backup / "epoch-3.weights.h5").write_bytes(b"h5")
+    (backup / "state.json").write_text(json.dumps({"epoch": 3, "weights": "epoch-3.weights.h5"}))
+    assert read_backup(tmp_path / "run") == Backup(3, backup / "epoch-3.weights.h5")
+    (backup / "state.json").write_text(json.dumps({"epoch": 4, "weights": "epoch-4.weights.h5"}))
+    with pytest.raises(ConfigError, match="names epoch-4.weights.h5, which is missing"):
+        read_backup(tmp_path / "run")
+    (backup / "state.json").write_text('{"epoch": ')
+    with pytest.raises(ConfigError, match="state.json is damaged"):
+        read_backup(tmp_path / "run")
+    # keras.callbacks.BackupAndRestore's files, from runs interrupted before facelib wrote its own
+    (backup / "state.json").unlink()
+    (backup / "latest.weights.h5").write_bytes(b"h5")
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": 0}))
+    assert read_backup(tmp_path / "run") == Backup(2, backup / "latest.weights.h5")
 
-    with pytest.raises(ConfigError, match="--resume"):
-        train(cfg, "resumable", verbose=0)
 
-    first = _FirstEpoch()
-    train(cfg, "resumable", resume=True, extra_callbacks=[first], verbose=0)
-    assert first.first == 2  # no completed epoch lost, none repeated
-    for saved, restored in zip(crash.weights, first.weights, strict=True):
-        assert np.array_equal(saved, restored)
-    epochs = [int(r.split(",")[0]) for r in (folder / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [0, 1, 2]
-    assert (folder / "model.keras").is_file() and not (folder / "backup").exists()
+def test_a_folder_that_is_no_whole_training_run_is_refused(smoke_crops):
+    folder = config.models_dir() / "not-a-run"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds files but no training run"):
+        train(TrainConfig.preset("smoke"), "not-a-run", verbose=0)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    (folder / "config.json").write_text('{"p": ')
+    with pytest.raises(ConfigError, match="config.json is damaged"):
+        train(TrainConfig.preset("smoke"), "not-a-run", resume=True, verbose=0)
+    (folder / "config.json").unlink()
+    (folder / "backup").mkdir()
+    (folder / "backup" / "epoch-1.weights.h5").write_bytes(b"h5")
+    (folder / "backup" / "state.json").write_text(json.dumps({"epoch": 1, "weights": "epoch-1.weights.h5"}))
+    with pytest.raises(ConfigError, match="has a backup but no config.json"):
+        train(TrainConfig.preset("smoke"), "not-a-run", resume=True, verbose=0)
 
 
 def test_multi_worker_strategy_trains_with_one_worker(smoke_crops, tmp_path):
