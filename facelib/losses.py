@@ -11,6 +11,13 @@
 
 Distances are Euclidean. Anchors without a positive or without a negative in the batch
 take no part; a batch with no valid triplet has loss 0.
+
+Under tf.distribute (MirroredStrategy, MultiWorkerMirroredStrategy) each replica holds
+one contiguous slice of the batch. The Keras losses below gather the slices back in
+replica order, so mining and the [anchors; positives; negatives] thirds see the whole
+batch, and every replica computes the one-replica loss; it is then divided by the
+number of replicas because Keras sums the replicas' gradients and leaves scalar losses
+unscaled. The functions take a whole batch and know nothing of replicas.
 """
 
 from __future__ import annotations
@@ -79,40 +86,69 @@ def random_triplet_loss(embeddings, margin: float = 0.2):
     return ops.mean(ops.relu(d_ap - d_an + margin))
 
 
+def _replica_context():
+    """The replica context when this runs inside one replica of several, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()  # None in cross-replica context
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+class _WholeBatchLoss(keras.losses.Loss):
+    """A loss over the whole batch, however many replicas hold slices of it."""
+
+    def whole_batch(self, labels, embeddings):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        context = _replica_context()
+        if context is None:
+            return self.whole_batch(y_true, y_pred)
+        # all_gather concatenates in replica order (the order of the slices), and its
+        # gradient sums the replicas' upstream gradients and hands each its own slice.
+        labels = context.all_gather(y_true, axis=0)
+        embeddings = context.all_gather(y_pred, axis=0)
+        # Keras applies no 1/replicas to a scalar loss, yet sums gradients (and reports
+        # the sum of the replicas' losses): each replica's share is 1/replicas.
+        return self.whole_batch(labels, embeddings) / context.num_replicas_in_sync
+
+
 @keras.saving.register_keras_serializable(package="facelib")
-class BatchHardTripletLoss(keras.losses.Loss):
+class BatchHardTripletLoss(_WholeBatchLoss):
     def __init__(self, margin: float = 0.2, soft: bool = False, name: str = "batch_hard", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin, self.soft = margin, soft
 
-    def call(self, y_true, y_pred):
-        return batch_hard_triplet_loss(y_true, y_pred, self.margin, self.soft)
+    def whole_batch(self, labels, embeddings):
+        return batch_hard_triplet_loss(labels, embeddings, self.margin, self.soft)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin, "soft": self.soft}
 
 
 @keras.saving.register_keras_serializable(package="facelib")
-class BatchSemiHardTripletLoss(keras.losses.Loss):
+class BatchSemiHardTripletLoss(_WholeBatchLoss):
     def __init__(self, margin: float = 0.2, name: str = "batch_semihard", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = margin
 
-    def call(self, y_true, y_pred):
-        return batch_semihard_triplet_loss(y_true, y_pred, self.margin)
+    def whole_batch(self, labels, embeddings):
+        return batch_semihard_triplet_loss(labels, embeddings, self.margin)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
 
 
 @keras.saving.register_keras_serializable(package="facelib")
-class RandomTripletLoss(keras.losses.Loss):
+class RandomTripletLoss(_WholeBatchLoss):
     def __init__(self, margin: float = 0.2, name: str = "random_triplet", **kwargs):
         super().__init__(name=name, **kwargs)
         self.margin = margin
 
-    def call(self, y_true, y_pred):
-        return random_triplet_loss(y_pred, self.margin)
+    def whole_batch(self, labels, embeddings):
+        return random_triplet_loss(embeddings, self.margin)
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}

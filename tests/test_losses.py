@@ -113,3 +113,22 @@ def test_gradients_are_finite_for_identical_embeddings():
     with tf.GradientTape() as tape:
         loss = batch_hard_triplet_loss(np.array([0, 0, 1, 1]), e)
     assert np.isfinite(tape.gradient(loss, e).numpy()).all()
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "batch_semihard", "random"])
+def test_keras_losses_on_one_device_are_the_whole_batch_functions(mining):
+    """What fit calls: the Keras loss objects (their replica handling is a no-op on one
+    device; tests/test_distributed.py checks two replicas)."""
+    from facelib.losses import make_loss
+
+    labels, e = _batch(4, n_ids=4, k=3)
+    a, p, n = np.split(e, 3)
+    expected = {
+        "batch_hard": reference_batch_hard(labels, e, 0.3, True),
+        "batch_semihard": reference_semihard(labels, e, 0.3),
+        "random": float(
+            np.mean(np.maximum(np.linalg.norm(a - p, axis=1) - np.linalg.norm(a - n, axis=1) + 0.3, 0))
+        ),
+    }[mining]
+    loss = make_loss(mining, margin=0.3, soft=True)
+    assert float(loss(labels, e)) == pytest.approx(expected, rel=1e-4, abs=1e-5)
