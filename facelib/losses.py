@@ -154,6 +154,33 @@ class RandomTripletLoss(_WholeBatchLoss):
         return {**super().get_config(), "margin": self.margin}
 
 
+# ------------------------------------------------------------- margin-softmax head
+
+
+def cosface_loss(labels, cosines, scale: float = 30.0, margin: float = 0.35):
+    """CosFace (Wang et al. 2018, "large margin cosine loss"): softmax cross-entropy over
+    s·(cos θ_j − m·[j = y]). `cosines` [B, classes] come from a CosineClassifier on
+    unit-length embeddings; the margin is taken from the true class only."""
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    cosines = ops.cast(cosines, "float32")
+    target = ops.one_hot(labels, ops.shape(cosines)[-1], dtype="float32")
+    logits = scale * (cosines - margin * target)
+    return ops.mean(keras.losses.categorical_crossentropy(target, logits, from_logits=True))
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class CosFaceLoss(_WholeBatchLoss):
+    def __init__(self, scale: float = 30.0, margin: float = 0.35, name: str = "cosface", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale, self.margin = scale, margin
+
+    def whole_batch(self, labels, cosines):
+        return cosface_loss(labels, cosines, self.scale, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "margin": self.margin}
+
+
 def make_loss(mining: str, margin: float = 0.2, soft: bool = False) -> keras.losses.Loss:
     if mining == "batch_hard":
         return BatchHardTripletLoss(margin, soft)

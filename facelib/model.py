@@ -148,3 +148,39 @@ def newest_model_folder() -> Path:
     if not folders:
         raise ModelError(f"no trained model under {root}; make one with `facelib train` (or `make run`)")
     return max(folders, key=lambda f: (f / "model.keras").stat().st_mtime)
+
+
+# ------------------------------------------------------------ training-only head
+
+
+@keras.saving.register_keras_serializable(package="facelib")
+class CosineClassifier(layers.Layer):
+    """Cosine of the angle between each embedding and one learned centre per training
+    identity (both normalised): the input of a margin-softmax loss such as CosFace.
+    Used only while training; saved models end at the embedding."""
+
+    def __init__(self, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(
+            shape=(int(input_shape[-1]), self.classes), initializer="glorot_uniform", name="centres"
+        )
+
+    def call(self, embeddings):
+        x = ops.normalize(ops.cast(embeddings, "float32"), axis=-1)
+        w = ops.normalize(ops.cast(self.centres, "float32"), axis=0)
+        return ops.matmul(x, w)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
+def build_training_model(embedding_model: keras.Model, classes: int) -> keras.Model:
+    """The embedding model with a CosineClassifier beside its output: two outputs,
+    `embedding` (for the triplet loss) and `cosines` (for the margin-softmax loss)."""
+    inputs = keras.Input(embedding_model.input_shape[1:], name="rgb")
+    embedding = embedding_model(inputs)
+    cosines = CosineClassifier(classes, name="cosines", dtype="float32")(embedding)
+    return keras.Model(inputs, {"embedding": embedding, "cosines": cosines}, name="facelib_training")

@@ -35,8 +35,8 @@ from facelib.config import MINING_MODES
 from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
-from facelib.losses import make_loss
-from facelib.model import build_embedding_model, save_model_folder
+from facelib.losses import CosFaceLoss, make_loss
+from facelib.model import build_embedding_model, build_training_model, save_model_folder
 from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
 
 
@@ -60,7 +60,16 @@ class TrainConfig:
     validation_fraction: float = 0.1
     validation_pairs: int = 300  # same + as many different pairs, each epoch
     max_identities: int | None = None  # a subset of training identities (smoke tests)
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # mixed_float16 (GPUs)
+    bfloat16: bool = False  # mixed_bfloat16: CPUs with AVX512_BF16 (and recent GPUs)
+    # A margin-softmax head over the training identities, beside the triplet loss:
+    # "none" or "cosface" (training only; the saved model still ends at the embedding).
+    classifier: str = "none"
+    classifier_scale: float = 30.0
+    classifier_margin: float = 0.35
+    classifier_weight: float = 1.0
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0  # adamw only
     crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
 
     def __post_init__(self) -> None:
@@ -72,6 +81,10 @@ class TrainConfig:
             raise ConfigError(f"head must be one of {', '.join(config.HEADS)}, not {self.head!r}")
         if self.schedule not in config.SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(config.SCHEDULES)}, not {self.schedule!r}")
+        if self.classifier not in ("none", "cosface"):
+            raise ConfigError(f"classifier must be 'none' or 'cosface', not {self.classifier!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.input_size < 32:
             raise ConfigError(f"input size {self.input_size} is too small (ResNet50 needs ≥ 32 px)")
 
@@ -83,6 +96,31 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training settings: {', '.join(sorted(unknown))}")
         return TrainConfig(**settings)
+
+    @staticmethod
+    def parse_settings(items: list[str]) -> dict:
+        """`["p=16", "bfloat16=true"]` → {"p": 16, "bfloat16": True}, typed by the fields' defaults."""
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        settings = {}
+        for item in items:
+            key, sep, text = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in defaults:
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(defaults)}")
+            kind = type(defaults[key])
+            try:
+                if kind is bool:
+                    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(text)
+                    value = text.lower() in ("true", "1", "yes")
+                elif defaults[key] is None:
+                    value = None if text.lower() in ("", "none") else int(text) if text.isdigit() else text
+                else:
+                    value = kind(text)
+            except ValueError as exc:
+                raise ConfigError(f"--set {item!r}: {text!r} is not a valid {kind.__name__}") from exc
+            settings[key] = value
+        return settings
 
     @property
     def batch_images(self) -> int:
@@ -162,6 +200,12 @@ class WorkerBackup(keras.callbacks.Callback):
             self.model.save_weights(str(Path(scratch) / "latest.weights.h5"))
 
 
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(learning_rate(cfg))
+
+
 def learning_rate(cfg: TrainConfig):
     total = cfg.epochs * cfg.steps_per_epoch
     if cfg.schedule == "constant":
@@ -196,6 +240,7 @@ class ValidationAUC(keras.callbacks.Callback):
         self.left = np.array([position[int(i)] for i in left])
         self.right = np.array([position[int(i)] for i in right])
         self.same, self.input_size = same, input_size
+        self.embedding_model: keras.Model | None = None  # when training wraps it with a head
 
     def distances(self, model: keras.Model) -> np.ndarray:
         embeddings = embed_files(model, self.paths, self.input_size)
@@ -209,10 +254,31 @@ class ValidationAUC(keras.callbacks.Callback):
         return best_threshold(self.distances(model), self.same.astype(bool))
 
     def on_epoch_end(self, epoch, logs=None):
-        distances = self.distances(self.model)
+        distances = self.distances(self.embedding_model or self.model)
         if logs is not None:
             logs["val_auc"] = verification_auc(distances, self.same)
             logs["val_gap"] = float(distances[self.same == 0].mean() - distances[self.same == 1].mean())
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Logs `train_seconds` (the epoch's training steps, without validation) and
+    `images_per_second`: throughput comparisons read them from history.csv."""
+
+    def __init__(self, batch_images: int):
+        super().__init__()
+        self.batch_images = batch_images
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started, self.steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            seconds = time.perf_counter() - self.started
+            logs["train_seconds"] = round(seconds, 2)
+            logs["images_per_second"] = round(self.steps * self.batch_images / max(seconds, 1e-9), 2)
 
 
 class PeakMemory(keras.callbacks.Callback):
@@ -429,8 +495,9 @@ def train(
     train_faces = split.train.with_at_least(2)
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
 
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    # Set every time: the policy is global, and an earlier run in this process may have changed it.
+    policy = "mixed_bfloat16" if cfg.bfloat16 else "mixed_float16" if cfg.mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(cfg.seed)
     kind = {
         "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",  # its class name
@@ -442,11 +509,15 @@ def train(
         f"{dist.num_replicas_in_sync} replica(s)"
     )
     with dist.scope():
-        model = build_embedding_model(cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate(cfg)),
-            loss=make_loss(cfg.mining, cfg.margin, cfg.soft_margin),
-        )
+        embedding_model = build_embedding_model(cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head)
+        triplet = make_loss(cfg.mining, cfg.margin, cfg.soft_margin)
+        if cfg.classifier == "none":
+            model, loss, weights = embedding_model, triplet, None
+        else:  # trained beside the triplet loss; saved models end at the embedding
+            model = build_training_model(embedding_model, len(train_faces.identities))
+            loss = {"embedding": triplet, "cosines": CosFaceLoss(cfg.classifier_scale, cfg.classifier_margin)}
+            weights = {"embedding": 1.0, "cosines": cfg.classifier_weight}
+        model.compile(optimizer=make_optimizer(cfg), loss=loss, loss_weights=weights)
 
     start_epoch = done
     if found:
@@ -463,6 +534,8 @@ def train(
         cfg.seed,
         start_step=start_epoch * cfg.steps_per_epoch,
     )
+    if cfg.classifier != "none":  # both outputs learn from the identity labels
+        data = data.map(lambda images, labels: (images, {"embedding": labels, "cosines": labels}))
     # Every worker builds the same deterministic stream and keeps its replicas' slices
     # of each batch, in replica order: the losses gather the slices back into the batch.
     options = tf.data.Options()
@@ -470,8 +543,11 @@ def train(
     data = data.with_options(options)
     if several_workers(dist):
         _fit_across_workers(model, dist, data.element_spec)
+    validation = ValidationAUC(split.validation.paths, left, right, same, cfg.input_size)
+    validation.embedding_model = embedding_model
     callbacks = [
-        ValidationAUC(split.validation.paths, left, right, same, cfg.input_size),
+        EpochTimer(cfg.batch_images),  # first: its epoch ends before validation starts
+        validation,
         PeakMemory(),
         keras.callbacks.TerminateOnNaN(),
         *([keras.callbacks.CSVLogger(str(history_csv), append=True)] if chief else []),
@@ -492,10 +568,9 @@ def train(
         )
     else:
         print(f"{run_name}: all {cfg.epochs} epochs were trained before it stopped; saving the model")
-    if model.stop_training and not np.isfinite(model.get_weights()[-1]).all():
+    if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
-
-    validation = next(c for c in callbacks if isinstance(c, ValidationAUC))
+    model = embedding_model  # what is saved and scored: a classifier head was for training only
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
     if not chief:
         # Every worker takes part in saving, as Keras asks of multi-worker runs; only

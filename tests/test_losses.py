@@ -132,3 +132,47 @@ def test_keras_losses_on_one_device_are_the_whole_batch_functions(mining):
     }[mining]
     loss = make_loss(mining, margin=0.3, soft=True)
     assert float(loss(labels, e)) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def reference_cosface(labels, cosines, scale, margin):
+    losses = []
+    for y, row in zip(labels, cosines, strict=True):
+        logits = scale * (row - margin * (np.arange(len(row)) == y))
+        logits = logits - logits.max()
+        losses.append(-(logits[y] - np.log(np.exp(logits).sum())))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.35])
+def test_cosface_matches_reference(margin):
+    from facelib.losses import cosface_loss
+
+    rng = np.random.default_rng(3)
+    cosines = rng.uniform(-1, 1, (10, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, 10)
+    got = float(cosface_loss(labels, cosines, 30.0, margin))
+    assert got == pytest.approx(reference_cosface(labels, cosines, 30.0, margin), rel=1e-5)
+
+
+def test_cosface_margin_makes_a_correct_answer_cost_more():
+    from facelib.losses import cosface_loss
+
+    cosines = np.array([[0.9, 0.1, 0.0]], np.float32)  # right class, confidently
+    plain = float(cosface_loss(np.array([0]), cosines, 5.0, 0.0))
+    with_margin = float(cosface_loss(np.array([0]), cosines, 5.0, 0.35))
+    assert with_margin > plain > 0
+    # degenerate: every class at the same cosine gives log(classes) without a margin
+    flat = np.zeros((4, 5), np.float32)
+    assert float(cosface_loss(np.arange(4), flat, 30.0, 0.0)) == pytest.approx(np.log(5), rel=1e-5)
+
+
+def test_cosine_classifier_outputs_cosines_of_normalised_vectors():
+    from facelib.model import CosineClassifier
+
+    layer = CosineClassifier(4)
+    x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    out = np.asarray(layer(x))
+    w = np.asarray(layer.centres)
+    expected = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+    assert out.shape == (6, 4) and np.allclose(out, expected, atol=1e-5)
+    assert np.all(np.abs(out) <= 1 + 1e-6)

@@ -1,8 +1,10 @@
+import csv
 import json
 import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,7 +105,8 @@ def test_smoke_training_lowers_the_loss(smoke_crops):
     faces = training_split(smoke_crops, cfg.validation_fraction, cfg.seed, cfg.max_identities).train
     batch = next(iter(training_dataset(faces.with_at_least(2), "batch_hard", cfg.p, cfg.k, cfg.input_size)))
     folder = train(cfg, "lowers-loss", verbose=0, data=tf.data.Dataset.from_tensors(batch).repeat())
-    losses = [float(r.split(",")[1]) for r in (folder / "history.csv").read_text().splitlines()[1:]]
+    with open(folder / "history.csv") as f:
+        losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert len(losses) == 3 and losses[-1] < 0.5 * losses[0], losses
     card = json.loads((folder / "card.json").read_text())
     assert card["history"]["epochs"] == 3 and 0 <= card["history"]["final_val_auc"] <= 1
@@ -207,3 +210,41 @@ def test_multi_worker_strategy_trains_with_one_worker(smoke_crops, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "validation AUC" in result.stdout
     assert "MultiWorkerMirroredStrategy, 1 replica" in result.stdout
+
+
+def test_settings_from_the_command_line_are_typed_and_checked():
+    parsed = TrainConfig.parse_settings(["p=16", "bfloat16=true", "learning_rate=2e-3", "classifier=cosface"])
+    assert parsed == {"p": 16, "bfloat16": True, "learning_rate": 2e-3, "classifier": "cosface"}
+    assert TrainConfig.parse_settings(["max_identities=24", "weights=none"]) == {
+        "max_identities": 24,
+        "weights": None,
+    }
+    for bad in ["nosuch=1", "p=two", "bfloat16=maybe", "p"]:
+        with pytest.raises(ConfigError):
+            TrainConfig.parse_settings([bad])
+    with pytest.raises(ConfigError, match="classifier"):
+        TrainConfig.preset("smoke", classifier="arcsoft")
+
+
+def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crops):
+    """bfloat16 + CosFace + AdamW: both losses are logged, the saved model is the bare
+    embedding network (unit vectors of embedding_dim), and throughput is in history."""
+    cfg = TrainConfig.preset(
+        "smoke", classifier="cosface", bfloat16=True, optimizer="adamw", weight_decay=5e-4, soft_margin=False
+    )
+    try:
+        folder = train(cfg, "cosface-smoke", verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # global: later tests expect float32
+    with open(folder / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == cfg.epochs
+    assert all(float(r["cosines_loss"]) > 0 and float(r["embedding_loss"]) >= 0 for r in rows)
+    assert all(float(r["images_per_second"]) > 0 and float(r["train_seconds"]) > 0 for r in rows)
+    model, card = load_model_folder(folder)
+    assert not any(layer.name == "cosines" for layer in model.layers)
+    images = (
+        np.random.default_rng(0).integers(0, 256, (2, cfg.input_size, cfg.input_size, 3)).astype("float32")
+    )
+    out = model.predict(images, verbose=0)
+    assert out.shape == (2, cfg.embedding_dim) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
