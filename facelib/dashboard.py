@@ -1,91 +1,138 @@
-"""The webcam dashboard: widgets over FaceVerifier, shown by notebook 04 under Voilà.
+"""The webcam dashboard's page: widgets over a DashboardController, shown by notebook 04
+under Voilà.
 
     from facelib.dashboard import Dashboard
     Dashboard().widget        # display it in a notebook, or serve notebook 04 with Voilà
 
-The camera runs in the browser (ipywebrtc): a button asks the recorder for a frame,
-and the frame comes back when `recorder.recording` turns False (watching
-`recorder.image` would miss identical frames). Every handler also takes plain image
-bytes (`handle_image`), which is how uploads arrive and how the tests drive it.
-Nothing captured is written to disk unless it is enrolled in the gallery.
+The state and every decision live in facelib.dashboard_controller; this module lays
+out the widgets, speaks ipywebrtc's camera protocol and shows what the controller
+returns. A button asks the recorder for a frame, and the frame comes back when
+`recorder.recording` turns False (watching `recorder.image` would miss identical
+frames). A request the browser never answers is dropped after `frame_timeout_s`.
+Every callback reports errors in the page: under Voilà an uncaught one would vanish.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import logging
+import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import ipywidgets as w
-import numpy as np
 
-from facelib.decision import embedding_distance, same_person
+from facelib.dashboard_controller import (
+    FRAME_TIMEOUT_S,
+    PROBE_TARGETS,
+    DashboardController,
+    Outcome,
+    Verdict,
+    unexpected_error_message,
+)
 from facelib.errors import FacelibError
-from facelib.gallery import Gallery, model_id
 
-MAX_UPLOAD_BYTES = 15_000_000
+log = logging.getLogger(__name__)
+
+TITLE = "<h2>facelib · face verification</h2>"
 NO_MODEL = (
     "No trained model yet. Make one with <code>make run</code> (or "
     "<code>facelib train --preset cpu</code> then <code>facelib evaluate</code>), then reload this page."
 )
 
 
-@dataclass
-class Face:
-    """One analysed picture: the annotated picture, its crop and embedding."""
+def _log_to_server_log() -> None:
+    """Send facelib's log records to the process's own stderr: under Voilà the kernel's
+    sys.stderr feeds the page, where nobody reads it, while sys.__stderr__ is the
+    server's log."""
+    logger = logging.getLogger("facelib")
+    if not any(getattr(handler, "facelib_server_log", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.facelib_server_log = True
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
-    picture_jpeg: bytes
-    crop_jpeg: bytes
-    crop_rgb: np.ndarray
-    embedding: np.ndarray
-    faces_found: int
-    whole_image: bool
+
+def _reporting_errors(callback):
+    """Widget callbacks: an unexpected error becomes a line in the page and a
+    traceback in the server log."""
+
+    @functools.wraps(callback)
+    def guarded(self, *args, **kwargs):
+        try:
+            return callback(self, *args, **kwargs)
+        except Exception as exc:
+            log.exception("dashboard: %s failed", callback.__name__)
+            self._say(unexpected_error_message(exc), "error")
+
+    return guarded
 
 
-def _jpeg(rgb: np.ndarray, width: int | None = None) -> bytes:
-    if width and rgb.shape[1] > width:
-        rgb = cv2.resize(rgb, (width, int(rgb.shape[0] * width / rgb.shape[1])), interpolation=cv2.INTER_AREA)
-    return cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+def verdict_html(verdict: Verdict, sequence: int) -> str:
+    """The verdict with a gauge; `sequence` (data-seq) lets a browser tell a new verdict."""
+    fill = min(100.0, 50.0 * verdict.distance / verdict.threshold)  # the threshold sits in the middle
+    colour = "#2e7d32" if verdict.same_person else "#c62828"
+    words = "same person" if verdict.same_person else "different people"
+    return f"""
+<div class="facelib-result" data-seq="{sequence}" data-ms="{verdict.elapsed_ms:.1f}">
+  <div style="font-size:1.6em;color:{colour}" class="facelib-verdict">{words}</div>
+  <div>distance <b class="facelib-distance">{verdict.distance:.3f}</b>, threshold {verdict.threshold:.3f}</div>
+  <div style="position:relative;width:260px;height:14px;background:#eee;border-radius:7px;margin:6px 0">
+    <div style="width:{fill:.0f}%;height:14px;background:{colour};border-radius:7px"></div>
+    <div style="position:absolute;left:50%;top:-3px;width:2px;height:20px;background:#000"></div>
+  </div>
+  <small>closer than the black mark: same person · {verdict.elapsed_ms:.0f} ms</small>
+</div>"""
 
 
 class Dashboard:
+    """The page. `controller` holds the state; None when no model could be loaded (the
+    page then says how to make one)."""
+
     def __init__(
         self,
         model: str | Path | None = None,
         gallery_folder: Path | None = None,
         live_interval_ms: int = 800,
         camera: bool = True,
+        frame_timeout_s: float = FRAME_TIMEOUT_S,
     ):
-        from facelib.images import load_image
-        from facelib.verification import FaceVerifier
-
-        self._load_image = load_image
+        _log_to_server_log()
         self.message = w.HTML()
-        self.verifier, self.gallery = None, None
-        try:
-            self.verifier = FaceVerifier(model, no_face="error")
-            self.gallery = Gallery.load(model_id(self.verifier.folder, self.verifier.card), gallery_folder)
-        except FacelibError as exc:
-            self.widget = w.VBox([w.HTML("<h2>facelib · face verification</h2>"), self.message])
-            self._say(f"{NO_MODEL}<br><small>({html.escape(str(exc))})</small>", "error")
-            return
-        self.reference: Face | None = None
-        self.probe: Face | None = None
-        self.busy = threading.Lock()
-        self.live_skipped = 0
+        self.widget = w.VBox([w.HTML(TITLE), self.message])
+        self.controller: DashboardController | None = None
+        self.recorder = None
         self.live_interval_ms = live_interval_ms
-        self._pending: str | None = None
-        self.verdicts = 0  # shown in the page (data-seq) so a browser can tell a new verdict
         self._live_thread: threading.Thread | None = None
+        self._camera_lock = threading.Lock()  # asking for a frame vs dropping a stale request
+        self._resetting_recorder = False
+        try:
+            self.controller = DashboardController.for_model(
+                model, gallery_folder, frame_timeout_s=frame_timeout_s
+            )
+        except FacelibError as exc:
+            self._say_html(f"{NO_MODEL}<br><small>({html.escape(str(exc))})</small>", "error")
+            return
+        except Exception as exc:
+            log.exception("dashboard: loading model %s failed", model)
+            self._say(unexpected_error_message(exc), "error")
+            return
         self._build(camera)
+
+    @property
+    def verifier(self):
+        return self.controller.verifier if self.controller else None
+
+    @property
+    def gallery(self):
+        return self.controller.gallery if self.controller else None
 
     # ================================================================= widgets
 
     def _build(self, camera: bool) -> None:
-        v = self.verifier
+        verifier = self.controller.verifier
         self.reference_view = w.Image(format="jpeg", layout=w.Layout(width="300px"))
         self.probe_view = w.Image(format="jpeg", layout=w.Layout(width="300px"))
         self.reference_crop = w.Image(format="jpeg", layout=w.Layout(width="112px"))
@@ -97,13 +144,15 @@ class Dashboard:
         self.live = w.ToggleButton(description="Live", icon="video", tooltip="verify continuously")
         self.live.observe(self._on_live, names="value")
 
-        buttons = []
-        for label, target in [("Reference", "reference"), ("Probe", "probe"), ("Enroll", "enroll")]:
-            button = w.Button(
-                description=f"Capture {label.lower()}" if label != "Enroll" else "Capture & enroll"
-            )
-            button.on_click(lambda _, t=target: self.capture(t))
-            buttons.append(button)
+        capture_buttons = {}
+        for target, label in [
+            ("reference", "Capture reference"),
+            ("probe", "Capture probe"),
+            ("enroll", "Capture & enroll"),
+        ]:
+            button = w.Button(description=label)
+            button.on_click(lambda _, target=target: self.capture(target))
+            capture_buttons[target] = button
         delete = w.Button(description="Delete", icon="trash")
         delete.on_click(lambda _: self.delete(self.people.value))
 
@@ -115,7 +164,7 @@ class Dashboard:
                 description=f"Upload {target}",
                 layout=w.Layout(width="170px"),
             )
-            upload.observe(lambda change, t=target: self._on_upload(t, change), names="value")
+            upload.observe(lambda change, target=target: self._on_upload(target, change), names="value")
             self.uploads[target] = upload
 
         camera_box: list[w.Widget] = []
@@ -129,184 +178,177 @@ class Dashboard:
             camera_box = [self.camera]
         header = w.HTML(
             "<style>.facelib-camera video, .facelib-camera {width: 320px !important; height: auto !important}</style>"
-            f"<h2>facelib · face verification</h2><small>model <b>{html.escape(v.folder.name)}</b>, "
-            f"detector {v.detector.name}, threshold {v.threshold:.3f} ({html.escape(v.threshold_source)}). "
+            f"{TITLE}<small>model <b>{html.escape(verifier.folder.name)}</b>, "
+            f"detector {verifier.detector.name}, threshold {verifier.threshold:.3f} "
+            f"({html.escape(verifier.threshold_source)}). "
             "Pictures stay in this page unless you enroll them.</small>"
         )
         self._refresh_people()
-        self.widget = w.VBox(
+        controls = w.VBox(
             [
-                header,
-                self.message,
-                w.HBox([*camera_box, w.VBox([*buttons[:2], self.live, w.HBox([self.name, buttons[2]])])]),
-                w.HBox(list(self.uploads.values())),
-                w.HBox(
-                    [
-                        w.VBox([w.HTML("<b>Reference</b>"), self.reference_view, self.reference_crop]),
-                        w.VBox([w.HTML("<b>Probe</b>"), self.probe_view, self.probe_crop]),
-                        w.VBox([self.result, self.identity]),
-                    ]
-                ),
-                w.HTML("<b>Gallery</b> (enrolled people)"),
-                w.HBox([self.people, delete]),
+                capture_buttons["reference"],
+                capture_buttons["probe"],
+                self.live,
+                w.HBox([self.name, capture_buttons["enroll"]]),
             ]
         )
+        self.widget.children = [
+            header,
+            self.message,
+            w.HBox([*camera_box, controls]),
+            w.HBox(list(self.uploads.values())),
+            w.HBox(
+                [
+                    w.VBox([w.HTML("<b>Reference</b>"), self.reference_view, self.reference_crop]),
+                    w.VBox([w.HTML("<b>Probe</b>"), self.probe_view, self.probe_crop]),
+                    w.VBox([self.result, self.identity]),
+                ]
+            ),
+            w.HTML("<b>Gallery</b> (enrolled people)"),
+            w.HBox([self.people, delete]),
+        ]
 
     def _say(self, text: str, kind: str = "info") -> None:
+        self._say_html(html.escape(text), kind)
+
+    def _say_html(self, text: str, kind: str = "info") -> None:
         colour = {"error": "#b00020", "info": "#333"}[kind]
         self.message.value = (
             f'<div class="facelib-message" style="color:{colour}">{text}</div>' if text else ""
         )
 
-    # ================================================================= camera
+    def show(self, outcome: Outcome) -> None:
+        """Put what the controller returned into the page."""
+        self._say(outcome.message, "error" if outcome.is_error else "info")
+        picture = outcome.picture
+        if picture is not None and outcome.target == "reference":
+            self.reference_view.value, self.reference_crop.value = picture.picture_jpeg, picture.crop_jpeg
+        if picture is not None and outcome.target in PROBE_TARGETS:
+            self.probe_view.value, self.probe_crop.value = picture.picture_jpeg, picture.crop_jpeg
+            self._show_identity(outcome)
+        if outcome.verdict is not None:
+            self.result.value = verdict_html(outcome.verdict, self.controller.verdicts)
+        if outcome.gallery_changed:
+            self._refresh_people()
 
-    def capture(self, target: str) -> None:
-        """Ask the browser for a frame; it arrives in `_on_recording`."""
-        if not hasattr(self, "recorder"):
-            self._say("No camera here: upload a picture instead.", "error")
+    def _show_identity(self, outcome: Outcome) -> None:
+        identity = outcome.identity
+        if identity is None:
+            self.identity.value = "<small>Gallery empty: enroll people to identify probes.</small>"
             return
-        if target == "enroll" and not self.name.value.strip():
-            self._say("Type a name before enrolling.", "error")
-            return
-        self._pending = target
-        self.recorder.recording = True
+        who = f"<b>{html.escape(identity.name)}</b>" if identity.name else "<b>unknown</b>"
+        self.identity.value = (
+            f'<div class="facelib-identity">Gallery: {who} (nearest distance {identity.distance:.3f})</div>'
+        )
 
-    def _on_recording(self, change) -> None:
-        if change["old"] and not change["new"] and self._pending:
-            target, self._pending = self._pending, None
-            self.handle_image(target, bytes(self.recorder.image.value))
+    def _refresh_people(self) -> None:
+        self.people.options = [
+            (f"{name} (made by another model: not used)" if foreign else name, name)
+            for name, foreign in self.controller.people()
+        ]
 
+    # ================================================================= pictures
+
+    @_reporting_errors
+    def handle_image(self, target: str, data: bytes, source: str = "camera") -> None:
+        """One picture for reference, probe, live or enroll (with the name typed in)."""
+        self.show(self.controller.handle_picture(target, data, source, self.name.value))
+
+    @_reporting_errors
     def _on_upload(self, target: str, change) -> None:
         files = change["new"]
         if not files:
             return
         upload = files[0]
-        if upload.get("size", 0) > MAX_UPLOAD_BYTES:
-            self._say(
-                f"{html.escape(upload['name'])} is too large ({upload['size'] / 1e6:.1f} MB; limit 15 MB).",
-                "error",
+        try:
+            outcome = self.controller.handle_upload(
+                target, upload.get("name", "upload"), upload["content"], self.name.value
             )
-        else:
-            self.handle_image(target, bytes(upload["content"]), source=upload.get("name", "upload"))
-        self.uploads[target].value = ()  # so the same file can be uploaded again
+        finally:
+            self.uploads[target].value = ()  # so the same file can be uploaded again
+        self.show(outcome)
+
+    @_reporting_errors
+    def delete(self, name: str | None) -> None:
+        self.show(self.controller.delete(name))
+
+    # ================================================================= camera
+
+    @_reporting_errors
+    def capture(self, target: str) -> None:
+        """Ask the browser for a frame; it arrives in `_on_recording`."""
+        if self.recorder is None:
+            self._say("No camera here: upload a picture instead.", "error")
+            return
+        with self._camera_lock:
+            refusal = self.controller.ask_for_frame(target, self.name.value)
+            if refusal is not None:
+                self.show(refusal)
+                return
+            self.recorder.recording = True
+        # Nothing else wakes up if the frame never comes (live mode checks by itself).
+        timer = threading.Timer(self.controller.frame_timeout_s + 0.1, self._drop_stale_request)
+        timer.daemon = True
+        timer.start()
+
+    @_reporting_errors
+    def _on_recording(self, change) -> None:
+        if self._resetting_recorder or not (change["old"] and not change["new"]):
+            return
+        outcome = self.controller.frame_arrived(bytes(self.recorder.image.value))
+        if outcome is not None:  # None: a late frame whose request had timed out
+            self.show(outcome)
+
+    @_reporting_errors
+    def _drop_stale_request(self) -> None:
+        with self._camera_lock:
+            self._drop_stale_request_locked()
+
+    def _drop_stale_request_locked(self) -> None:
+        stale = self.controller.drop_stale_request()
+        if stale is None:
+            return
+        self.show(stale)
+        # The browser never answered, so `recording` is still True: turn it off, or
+        # the next request (True again) would be no change and never reach the browser.
+        self._resetting_recorder = True
+        try:
+            self.recorder.recording = False
+        finally:
+            self._resetting_recorder = False
 
     # ================================================================= live mode
 
+    @_reporting_errors
     def _on_live(self, change) -> None:
-        if change["new"] and (self._live_thread is None or not self._live_thread.is_alive()):
+        if not change["new"]:
+            return
+        if self.recorder is None:
+            self._say("No camera here: live mode needs one.", "error")
+            self.live.value = False
+            return
+        if self._live_thread is None or not self._live_thread.is_alive():
             self._live_thread = threading.Thread(target=self._live_loop, daemon=True)
             self._live_thread.start()
 
     def _live_loop(self) -> None:
         while self.live.value:
-            self.live_tick()
+            try:
+                self.live_tick()
+            except Exception as exc:  # a dead thread would leave the button on, doing nothing
+                log.exception("dashboard: live mode failed")
+                self._say(f"Live mode stopped. {unexpected_error_message(exc)}", "error")
+                self.live.value = False
+                return
             time.sleep(self.live_interval_ms / 1000)
 
     def live_tick(self) -> bool:
-        """One beat of live mode: ask for a frame unless the last one is still being
-        worked on (then skip it: work never piles up). Returns whether it asked."""
-        if self.busy.locked() or self._pending is not None:
-            self.live_skipped += 1
-            return False
-        self.capture("live")
-        return True
-
-    # ================================================================= handlers
-
-    def analyse(self, data: bytes) -> Face:
-        v = self.verifier
-        rgb = self._load_image(data, max_pixels=v.max_pixels)
-        crop, found = v.face_crop(rgb)
-        embedding = v.embed_crops([crop])[0]
-        picture = rgb.copy()
-        if found.box is not None:
-            x, y, bw, bh = found.box
-            cv2.rectangle(picture, (x, y), (x + bw, y + bh), (0, 220, 0), max(2, rgb.shape[1] // 200))
-        return Face(_jpeg(picture, 480), _jpeg(crop), crop, embedding, found.faces_found, found.whole_image)
-
-    def handle_image(self, target: str, data: bytes, source: str = "camera") -> None:
-        """Route one picture (camera frame or upload) to reference, probe, enroll or live."""
-        with self.busy:
-            start = time.perf_counter()
-            try:
-                face = self.analyse(data)
-            except FacelibError as exc:
-                self._say(f"{html.escape(source)}: {html.escape(str(exc))}", "error")
-                return
-            note = (
-                f" ({face.faces_found} faces found: using the largest, most central one)"
-                if face.faces_found > 1
-                else ""
-            )
-            self._say(f"{html.escape(source)}: face found{note}.")
-            if target == "reference":
-                self.reference = face
-                self.reference_view.value, self.reference_crop.value = face.picture_jpeg, face.crop_jpeg
-                self._compare(start)
-            elif target in ("probe", "live"):
-                self.probe = face
-                self.probe_view.value, self.probe_crop.value = face.picture_jpeg, face.crop_jpeg
-                self._compare(start)
-            elif target == "enroll":
-                self.enroll(self.name.value, face)
-
-    def _compare(self, start: float) -> None:
-        threshold = self.verifier.threshold
-        if self.probe is not None and self.gallery is not None:
-            name, distance = self.gallery.identify(self.probe.embedding, threshold)
-            if distance is None:
-                self.identity.value = "<small>Gallery empty: enroll people to identify probes.</small>"
-            else:
-                who = f"<b>{html.escape(name)}</b>" if name else "<b>unknown</b>"
-                self.identity.value = (
-                    f'<div class="facelib-identity">Gallery: {who} (nearest distance {distance:.3f})</div>'
-                )
-        if self.reference is None or self.probe is None:
-            return
-        distance = embedding_distance(self.reference.embedding, self.probe.embedding)
-        same = same_person(distance, threshold)
-        fill = min(100.0, 50.0 * distance / threshold)  # the threshold sits in the middle
-        colour = "#2e7d32" if same else "#c62828"
-        verdict = "same person" if same else "different people"
-        elapsed = 1000 * (time.perf_counter() - start)
-        self.verdicts += 1
-        self.result.value = f"""
-<div class="facelib-result" data-seq="{self.verdicts}" data-ms="{elapsed:.1f}">
-  <div style="font-size:1.6em;color:{colour}" class="facelib-verdict">{verdict}</div>
-  <div>distance <b class="facelib-distance">{distance:.3f}</b>, threshold {threshold:.3f}</div>
-  <div style="position:relative;width:260px;height:14px;background:#eee;border-radius:7px;margin:6px 0">
-    <div style="width:{fill:.0f}%;height:14px;background:{colour};border-radius:7px"></div>
-    <div style="position:absolute;left:50%;top:-3px;width:2px;height:20px;background:#000"></div>
-  </div>
-  <small>closer than the black mark: same person · {elapsed:.0f} ms</small>
-</div>"""
-
-    # ================================================================= gallery
-
-    def enroll(self, name: str, face: Face) -> None:
-        try:
-            self.gallery.enroll(name, face.embedding, face.crop_rgb)
-        except FacelibError as exc:
-            self._say(html.escape(str(exc)), "error")
-            return
-        self._say(f"Enrolled <b>{html.escape(name.strip())}</b>.")
-        self._refresh_people()
-
-    def delete(self, name: str | None) -> None:
-        if not name:
-            self._say("Select a person to delete.", "error")
-            return
-        try:
-            self.gallery.delete(name)
-        except FacelibError as exc:
-            self._say(html.escape(str(exc)), "error")
-            return
-        self._say(f"Deleted <b>{html.escape(name)}</b>.")
-        self._refresh_people()
-
-    def _refresh_people(self) -> None:
-        foreign = {e.name for e in self.gallery.foreign()}
-        self.people.options = [
-            (f"{e.name} (made by another model: not used)" if e.name in foreign else e.name, e.name)
-            for e in self.gallery.entries
-        ]
+        """One beat of live mode: drop a request the browser never answered, then ask
+        for a frame unless one is still awaited or being worked on. Returns whether it
+        asked."""
+        with self._camera_lock:
+            self._drop_stale_request_locked()
+            if not self.controller.ask_for_live_frame():
+                return False
+            self.recorder.recording = True
+            return True

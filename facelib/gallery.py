@@ -2,7 +2,7 @@
 
     gallery = Gallery.load(model_id="cpu-batch_hard-112@3f2a…")
     gallery.enroll("Ada", embedding, thumbnail_rgb)
-    name, distance = gallery.identify(embedding, threshold)   # or (None, d): unknown
+    identity = gallery.identify(embedding, threshold)   # Identity(name or None, distance)
 
 `gallery/gallery.json` holds names, embeddings and the id of the model that made each
 one; thumbnails are JPEGs beside it. Every write is atomic. Entries made by another
@@ -22,6 +22,15 @@ from facelib import config
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
 from facelib.files import write_atomic
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a probe is: the nearest enrolled person's name when within the threshold,
+    else None (unknown), and the distance to that nearest person either way."""
+
+    name: str | None
+    distance: float
 
 
 @dataclass
@@ -71,15 +80,16 @@ class Gallery:
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
 
-    def identify(self, embedding: np.ndarray, threshold: float) -> tuple[str | None, float | None]:
-        """The nearest enrolled person within `threshold`, else (None, nearest distance)."""
+    def identify(self, embedding: np.ndarray, threshold: float) -> Identity | None:
+        """The nearest usable enrolled person, named only when `same_person` says so;
+        None when nobody usable is enrolled (there is no one to compare with)."""
         usable = self.usable()
         if not usable:
-            return None, None
+            return None
         distances = embedding_distance(np.array([e.embedding for e in usable]), embedding)
-        best = int(np.argmin(distances))
-        name = usable[best].name if same_person(distances[best], threshold) else None
-        return name, float(distances[best])
+        nearest = int(np.argmin(distances))
+        distance = float(distances[nearest])
+        return Identity(usable[nearest].name if same_person(distance, threshold) else None, distance)
 
     # ---------------------------------------------------------------- changes
 
@@ -90,17 +100,31 @@ class Gallery:
         if not name:
             raise FacelibError("give the person a name before enrolling")
         self.folder.mkdir(parents=True, exist_ok=True)
-        thumbnail = f"{_safe_file_name(name)}-{len(self.entries)}.jpg"
+        thumbnail = self._unused_thumbnail_name(name)
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(thumbnail_rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise FacelibError("could not encode the thumbnail")
         write_atomic(self.folder / thumbnail, encoded.tobytes())
         # re-enrolling a name with the same model replaces that person's entry
-        self.entries = [e for e in self.entries if not (e.name == name and e.model_id == self.model_id)]
+        replaced = [e for e in self.entries if e.name == name and e.model_id == self.model_id]
+        self.entries = [e for e in self.entries if e not in replaced]
         entry = Entry(name, [float(x) for x in embedding], self.model_id, thumbnail)
         self.entries.append(entry)
         self.save()
+        for old in replaced:
+            (self.folder / old.thumbnail).unlink(missing_ok=True)
         return entry
+
+    def _unused_thumbnail_name(self, name: str) -> str:
+        # Different names can make the same safe file name ("Ann Lee", "Ann_Lee"):
+        # count up until no entry and no file has it, so no thumbnail is overwritten.
+        taken = {e.thumbnail for e in self.entries}
+        number = len(self.entries)
+        while (candidate := f"{_safe_file_name(name)}-{number}.jpg") in taken or (
+            self.folder / candidate
+        ).exists():
+            number += 1
+        return candidate
 
     def delete(self, name: str) -> None:
         gone = [e for e in self.entries if e.name == name]
