@@ -4,7 +4,8 @@
     summary = preprocess_dataset(images_root, detector="haar", size=160)
 
 Output: `data/processed/<variant>-<detector>-<size>/<Person>/<file>.jpg` and
-`manifest.csv` (identity, source, crop, status, faces, box, score). Runs on every
+`manifest.csv` (identity, source, crop, status, faces, box, score). Each picture is
+cropped by `crop.crop_picture`, the policy verification uses too. Runs on every
 core, writes each crop atomically, and is resumable: records are journalled as they
 finish, so a re-run (after a crash or Ctrl-C) skips the work already done.
 """
@@ -25,9 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facelib import config
-from facelib.crop import centre_crop, choose_face, crop_face
+from facelib.crop import CropSettings, crop_picture
 from facelib.datasets import list_images
-from facelib.detection import make_detector
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.images import load_image
@@ -36,26 +36,6 @@ from facelib.images import load_image
 # centre crop; skipped: none, no crop written; failed: the image could not be read.
 STATUSES = ("detected", "multiple", "fallback", "skipped", "failed")
 FIELDS = ["identity", "source", "crop", "status", "faces", "x", "y", "w", "h", "score", "aligned", "message"]
-
-
-@dataclass(frozen=True)
-class CropSettings:
-    detector: str = "haar"
-    size: int = 160  # stored larger than the model input (112) to leave room for random crops
-    margin: float = 0.2
-    align: bool = True
-    no_face: str = "fallback"  # or "skip"
-    # Smallest face searched for, as a fraction of the picture's shorter side. LFW
-    # faces fill about 45% of it; not searching for small ones halves Haar's time.
-    min_face: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.no_face not in config.NO_FACE_POLICIES:
-            raise ConfigError(
-                f"no_face must be one of {', '.join(config.NO_FACE_POLICIES)}, not {self.no_face!r}"
-            )
-        if not 32 <= self.size <= 1024:
-            raise ConfigError(f"crop size must be between 32 and 1024 pixels, not {self.size}")
 
 
 def output_dir(variant: str, settings: CropSettings) -> Path:
@@ -67,10 +47,10 @@ def output_dir(variant: str, settings: CropSettings) -> Path:
 _detector = None
 
 
-def _init_worker(detector_name: str, min_face: float) -> None:
+def _init_worker(settings: CropSettings) -> None:
     global _detector
     cv2.setNumThreads(1)  # one image per core; OpenCV's own threads would only contend
-    _detector = make_detector(detector_name, min_face)
+    _detector = settings.make_detector()
 
 
 def write_jpeg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
@@ -93,26 +73,24 @@ def process_image(source: Path, relsource: str, out_root: Path, settings: CropSe
     except FacelibError as exc:
         record.update(status="failed", message=str(exc))
         return record
-    faces = _detector.detect(rgb)
-    face = choose_face(faces, rgb.shape)
-    record["faces"] = len(faces)
-    if face is None:
+    crop, info = crop_picture(rgb, _detector, settings)
+    record["faces"] = info.faces_found
+    if info.face is None:
         if settings.no_face == "skip":
             record.update(status="skipped", message="no face found")
             return record
-        crop = centre_crop(rgb, settings.size)
         record.update(status="fallback", message="no face found: centre crop")
     else:
-        crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
-        x, y, w, h = face.box
+        x, y, w, h = info.face.box
         record.update(
-            status="multiple" if len(faces) > 1 else "detected",
+            status="multiple" if info.faces_found > 1 else "detected",
             x=x,
             y=y,
             w=w,
             h=h,
-            score=round(face.score, 3),
-            aligned=settings.align and face.eyes is not None,
+            score=round(info.face.score, 3),
+            aligned=settings.align and info.face.eyes is not None,
+            message="found on a padded copy (a tight crop)" if info.padded else "",
         )
     write_jpeg_atomic(out_root / crop_rel, crop)
     record["crop"] = crop_rel
@@ -173,7 +151,9 @@ def _check_settings(out_root: Path, settings: CropSettings, variant: str) -> Non
     wanted = {"variant": variant, **asdict(settings)}
     if params.is_file():
         found = json.loads(params.read_text())
-        if found != wanted:
+        # A folder made before a setting existed is read with that setting's default,
+        # so adding a setting does not throw away every crop made so far.
+        if {**asdict(CropSettings()), **found} != wanted:
             raise ConfigError(
                 f"{out_root} was made with other settings ({found}); delete that folder "
                 "to redo it with the new ones"
@@ -206,7 +186,7 @@ def preprocess_dataset(
     variant = variant or images_root.name
     out_root = output_dir(variant, settings)
     _check_settings(out_root, settings, variant)
-    make_detector(settings.detector)  # fail here, clearly, before any worker starts
+    settings.make_detector()  # fail here, clearly, before any worker starts
 
     sources = list_images(images_root)[:limit]
     if only is not None:
@@ -230,7 +210,7 @@ def preprocess_dataset(
                 writer.writeheader()
             # spawn, not fork: the caller (a notebook) may have TensorFlow loaded
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, _init_worker, (settings.detector, settings.min_face)) as pool:
+            with context.Pool(workers, _init_worker, (settings,)) as pool:
                 results = pool.imap_unordered(_work, jobs, chunksize=16)
                 for record in tqdm(
                     results, total=len(jobs), desc="preprocess", unit=" img", disable=not progress

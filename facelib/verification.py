@@ -8,23 +8,24 @@
     verifier.verify(img1, img2)                         # paths, bytes, arrays, PIL images
     verifier.embed([img1, img2, img3])                  # (3, 128), batched
 
-Each picture goes through the same steps as training data: detect (several faces:
-the largest, most central one, with the count reported), crop with the same margin
-and alignment, take the same centre region, embed. The threshold is the model's
+Each picture goes through the crop policy training data went through
+(`crop.crop_picture` with the model card's crop settings: the same detector and
+smallest face, the padded retry, the largest, most central face with the count
+reported, the same margin, alignment and no-face fallback), then the same centre
+region, then the embedding. The threshold is the model's
 calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from facelib.crop import choose_face, crop_face, crop_square
+from facelib.crop import CropSettings, crop_picture
 from facelib.decision import embedding_distance, same_person
-from facelib.detection import make_detector
 from facelib.errors import FacelibError, NoFaceError
 from facelib.images import DEFAULT_MAX_PIXELS, load_image
 
@@ -33,7 +34,9 @@ from facelib.images import DEFAULT_MAX_PIXELS, load_image
 class FaceFound:
     """Where the face of one picture was taken from."""
 
-    box: tuple[int, int, int, int] | None  # x, y, w, h; None when the whole image was used
+    # x, y, w, h; None when no face was found and the fallback crop was used. A face
+    # found on the padded copy of a tight crop may run past the picture's edges.
+    box: tuple[int, int, int, int] | None
     faces_found: int
     whole_image: bool = False
     image_size: tuple[int, int] = (0, 0)  # width, height
@@ -57,7 +60,9 @@ class VerifyResult:
 class FaceVerifier:
     """Load a model folder once; embed and verify many pictures.
 
-    `no_face`: "error" (raise NoFaceError) or "whole" (embed the whole picture).
+    `no_face`: "error" (raise NoFaceError) or "whole" (embed the picture's centre
+    crop, the fallback training used: its central `fallback_fraction`).
+    `detector`: overrides the card's detector (the rest of its crop policy is kept).
     `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB."""
 
     def __init__(
@@ -73,11 +78,12 @@ class FaceVerifier:
 
         self.folder = resolve_model_folder(model) if model else newest_model_folder()
         self.model, self.card = load_model_folder(self.folder)
-        crop = self.card.get("crop_settings", {})
-        self.crop_size = int(crop.get("size", 160))
-        self.margin = float(crop.get("margin", 0.2))
-        self.align = bool(crop.get("align", True))
-        self.detector = make_detector(detector or crop.get("detector", "haar"))
+        # The crop policy the training crops were made with; cards older than a setting
+        # get its default.
+        settings = CropSettings.from_dict(self.card.get("crop_settings", {}))
+        self.crop_settings = replace(settings, detector=detector) if detector else settings
+        self.crop_size, self.margin, self.align = settings.size, settings.margin, settings.align
+        self.detector = self.crop_settings.make_detector()
         self.input_size = int(self.card["input_size"])
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "given"
@@ -108,17 +114,14 @@ class FaceVerifier:
         except FacelibError as exc:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
-        faces = self.detector.detect(rgb)
-        face = choose_face(faces, rgb.shape)
-        if face is None:
+        crop, info = crop_picture(rgb, self.detector, self.crop_settings)
+        if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(
                     f"{label}: no face found (try a frontal, well-lit picture, or allow the whole image)"
                 )
-            crop = crop_square(rgb, (width / 2, height / 2), min(width, height), self.crop_size)
             return crop, FaceFound(None, 0, True, (width, height))
-        crop = crop_face(rgb, face, self.crop_size, self.margin, self.align)
-        return crop, FaceFound(tuple(int(v) for v in face.box), len(faces), False, (width, height))
+        return crop, FaceFound(tuple(int(v) for v in info.face.box), info.faces_found, False, (width, height))
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         import tensorflow as tf

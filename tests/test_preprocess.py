@@ -76,3 +76,48 @@ def test_changed_settings_for_an_existing_output_are_refused(small_root):
     preprocess_dataset(small_root, CropSettings(size=48), limit=2, workers=1, progress=False)
     with pytest.raises(ConfigError, match="other settings"):
         preprocess_dataset(small_root, CropSettings(size=48, margin=0.4), limit=2, workers=1, progress=False)
+
+
+def test_a_folder_made_before_newer_settings_existed_is_reused(small_root):
+    import json
+
+    settings = CropSettings(size=40)
+    preprocess_dataset(small_root, settings, limit=2, workers=1, progress=False)
+    params = output_dir("lfw-mini", settings) / "settings.json"
+    older = json.loads(params.read_text())
+    for added in ("min_face_px", "pad_retry", "fallback_fraction"):  # what an older facelib wrote
+        del older[added]
+    params.write_text(json.dumps(older))
+    again = preprocess_dataset(small_root, settings, limit=2, workers=1, progress=False)
+    assert (again.processed_now, again.reused) == (0, 2)
+    assert output_dir("lfw-mini", settings).name == "lfw-mini-haar-40"  # the folder name did not change
+    params.write_text(json.dumps({**older, "pad_retry": 0.0}))  # made with the retry off: really other
+    with pytest.raises(ConfigError, match="other settings"):
+        preprocess_dataset(small_root, settings, limit=2, workers=1, progress=False)
+
+
+def test_preprocessing_follows_the_crop_policy(tmp_path, lfw_root):
+    import cv2
+    import numpy as np
+
+    from facelib.images import load_image
+
+    face = load_image(lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg")
+    root = tmp_path / "policy"
+    (root / "Someone").mkdir(parents=True)
+    tight = face[82:168, 87:168]  # the face fills the frame: found on the padded copy
+    canvas = np.full((1200, 1600, 3), 120, np.uint8)
+    canvas[300:550, 900:1150] = face  # a small face in a large picture
+    blank = np.full((200, 300, 3), 30, np.uint8)
+    blank[45:155, 95:205] = 220  # no face: the central half is taken
+    for name, rgb in [("Someone_0001", tight), ("Someone_0002", canvas), ("Someone_0003", blank)]:
+        path = str(root / "Someone" / f"{name}.jpg")
+        cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 98])
+    settings = CropSettings(size=64)
+    summary = preprocess_dataset(root, settings, workers=1, progress=False)
+    assert summary.counts == {"detected": 2, "fallback": 1}
+    records = {r["source"].split("/")[-1]: r for r in read_manifest(output_dir("policy", settings))}
+    assert records["Someone_0001.jpg"]["message"].startswith("found on a padded copy")
+    assert 900 < int(records["Someone_0002.jpg"]["x"]) < 1150
+    fallback = load_image(output_dir("policy", settings) / records["Someone_0003.jpg"]["crop"])
+    assert np.abs(fallback.astype(int) - 220).max() <= 3  # JPEG's loss only

@@ -47,11 +47,102 @@ def test_every_input_kind_gives_the_same_embedding(verifier, lfw_root):
     assert np.allclose(e[4], e[0], atol=0.05)  # PIL's JPEG decoder differs by a few levels
 
 
+def _jpeg(rgb: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
 def test_module_level_verify(smoke_model, lfw_root):
-    result = facelib.verify(
-        _lfw(lfw_root, "George_W_Bush", 1), _lfw(lfw_root, "George_W_Bush", 3), model=smoke_model
+    bush = _lfw(lfw_root, "George_W_Bush", 1)
+    itself = facelib.verify(bush, bush, model=smoke_model)
+    assert itself.distance < 1e-5 and itself.same_person is True
+    assert itself.model == "smoke-fixture" and itself.faces[0] == itself.faces[1]
+    # The same picture shifted by 4 pixels and saved again lies nearer than another person.
+    rgb = np.asarray(Image.open(bush))
+    near = facelib.verify(bush, _jpeg(np.ascontiguousarray(rgb[4:, 4:]), quality=90), model=smoke_model)
+    other = facelib.verify(bush, _lfw(lfw_root, "Serena_Williams", 1), model=smoke_model)
+    assert 0 < near.distance < other.distance / 2
+
+
+@pytest.mark.parametrize(
+    ("orientation", "stored_as"), [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)]
+)
+def test_a_sideways_phone_picture_verifies_as_the_upright_one(
+    verifier, lfw_root, tmp_path, orientation, stored_as
+):
+    bush = _lfw(lfw_root, "George_W_Bush", 1)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    Image.open(bush).transpose(stored_as).save(path, "JPEG", quality=95, exif=exif)
+    other = verifier.verify(bush, _lfw(lfw_root, "Serena_Williams", 1)).distance
+    for picture in (path, Image.open(path)):  # a file, and a PIL image opened by the caller
+        result = verifier.verify(bush, picture)
+        assert result.distance < other / 4
+        assert np.allclose(result.faces[0].box, result.faces[1].box, atol=4)
+
+
+def _policy_pictures(lfw_root) -> dict[str, np.ndarray]:
+    face = np.asarray(Image.open(_lfw(lfw_root, "George_W_Bush", 1)))
+    canvas = np.full((1200, 1600, 3), 120, np.uint8)
+    canvas[300:550, 900:1150] = face
+    blank = np.full((200, 300, 3), 30, np.uint8)
+    blank[45:155, 95:205] = 220
+    return {
+        "lfw": face,
+        "tight": np.ascontiguousarray(face[82:168, 87:168]),  # found on the padded copy only
+        "small": canvas,  # a 115 px face in a 1600x1200 picture
+        "none": blank,  # no face: the central half
+    }
+
+
+def test_verification_crops_pictures_as_preprocessing_did(smoke_model, lfw_root, tmp_path, monkeypatch):
+    from facelib import preprocess
+    from facelib.crop import CropSettings
+    from facelib.images import load_image
+
+    verifier = FaceVerifier(smoke_model, no_face="whole")
+    settings = CropSettings.from_dict(verifier.card["crop_settings"])
+    assert verifier.crop_settings == settings
+    monkeypatch.setattr(preprocess, "_detector", settings.make_detector())  # a worker's, from the card
+    for name, rgb in _policy_pictures(lfw_root).items():
+        path = tmp_path / "Someone" / f"{name}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(_jpeg(rgb, quality=98))
+        record = preprocess.process_image(path, f"x/Someone/{name}.jpg", tmp_path / "crops", settings)
+        stored = load_image(tmp_path / "crops" / record["crop"])  # saved as JPEG (quality 95)
+        crop, found = verifier.face_crop(path)
+        assert np.abs(crop.astype(int) - stored.astype(int)).mean() < 2, name
+        assert found.whole_image == (record["status"] == "fallback") == (name == "none"), name
+        if not found.whole_image:
+            assert list(found.box) == [int(record[k]) for k in "xywh"], name
+
+
+def test_an_older_card_gets_the_default_crop_policy(verifier, smoke_model, lfw_root, tmp_path):
+    from dataclasses import replace
+
+    from facelib.crop import CropSettings
+
+    older = tmp_path / "older-card"
+    older.mkdir()
+    (older / "model.keras").symlink_to(smoke_model / "model.keras")
+    card = json.loads((smoke_model / "card.json").read_text())
+    for added in ("min_face_px", "pad_retry", "fallback_fraction"):  # what an older facelib wrote
+        del card["crop_settings"][added]
+    card["crop_settings"]["margin"] = 0.35
+    (older / "card.json").write_text(json.dumps(card))
+
+    loaded = FaceVerifier(older)
+    assert loaded.crop_settings == replace(
+        CropSettings.from_dict(verifier.card["crop_settings"]), margin=0.35
     )
-    assert isinstance(result.same_person, bool)
+    assert loaded.crop_settings.pad_retry == CropSettings().pad_retry
+    bush = _lfw(lfw_root, "George_W_Bush", 1)
+    wider, _ = loaded.face_crop(bush)
+    assert (
+        np.abs(wider.astype(int) - verifier.face_crop(bush)[0].astype(int)).mean() > 10
+    )  # the card's margin
 
 
 def test_no_face_is_an_error_or_falls_back_to_the_whole_image(verifier, smoke_model, lfw_root):
