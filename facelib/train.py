@@ -144,6 +144,15 @@ def _git_commit() -> str | None:
         return None
 
 
+def stored_crop_settings(crops_root: Path) -> dict:
+    """The crop folder's settings with every field filled in (older folders lack the
+    newer ones), so the card states the whole policy the verifier must repeat."""
+    from facelib.crop import CropSettings
+
+    stored = json.loads((crops_root / "settings.json").read_text())
+    return {**stored, **asdict(CropSettings.from_dict(stored))}
+
+
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -581,7 +590,7 @@ def train(
     card = {
         "name": run_name,
         "validation_threshold": threshold,
-        "crop_settings": json.loads((crops_root / "settings.json").read_text()),
+        "crop_settings": stored_crop_settings(crops_root),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": asdict(cfg),
         "data_manifest_sha256": _sha256_file(crops_root / "manifest.csv"),
