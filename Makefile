@@ -1,5 +1,6 @@
 # make run        the main job: fetch LFW, crop every face, train the cpu model (~40 min,
 #                 resumable), evaluate it, then serve the webcam dashboard on 127.0.0.1:8866
+#                 (each step skips what is already done; RUN=name and PORT=n choose others)
 # make dashboard  only serve the dashboard
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
 # make bench  benchmarks; figures go to docs/benchmarks.md
@@ -18,6 +19,8 @@ endif
 
 # The model make run trains and the dashboard serves (a run name under models/).
 RUN ?= cpu-batch_hard-112
+# The dashboard's port on 127.0.0.1.
+PORT ?= 8866
 
 .PHONY: install run dashboard test lint bench clean-venv
 
@@ -37,8 +40,8 @@ run: install
 	$(MAKE) dashboard
 
 dashboard: install
-	@echo "dashboard: open http://127.0.0.1:8866 in your browser (Ctrl-C stops it)"
-	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=8866 --no-browser --Voila.ip=127.0.0.1
+	@echo "dashboard: open http://127.0.0.1:$(PORT) in your browser (Ctrl-C stops it)"
+	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1
 
 lint: install
 	$(BIN)/ruff check facelib tests bench

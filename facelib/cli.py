@@ -5,9 +5,12 @@
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
     facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] ...
-    facelib evaluate [--model DIR] [--tta] [--no-view2]
-    facelib verify A B [--model DIR] [--json] [--whole-image]
-    facelib embed FILES... --out embeddings.npy [--model DIR]
+    facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
+    facelib verify A B [--model RUN|DIR] [--json] [--whole-image]
+    facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
+
+A model is a folder, or a run name under models/ (`--name` of `facelib train`);
+without --model, the newest trained one.
 
 Errors print one line, `error: …`, on stderr and exit with status 1.
 """
@@ -62,7 +65,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from facelib.train import TrainConfig, default_run_name, train, train_or_resume
+    from facelib.train import TrainConfig, default_run_name, strategy, train, train_or_resume
 
     preset = args.preset or config.preset().name
     overrides = {
@@ -86,6 +89,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
     from facelib.model import read_card
 
+    if not strategy().extended.should_checkpoint:  # a non-chief worker of a multi-worker run
+        print(f"worker finished; the chief worker saves the model in {folder}")
+        return
     history = read_card(folder)["history"]
     print(
         f"model: {folder}\n"
@@ -99,14 +105,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
     from facelib.model import newest_model_folder, read_card, resolve_model_folder
 
+    folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
-        folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
-        if "threshold" in read_card(folder):
-            print(f"{folder.name} is already evaluated (threshold in its card); skipping")
+        card = read_card(folder)
+        if "threshold" in card:
+            print(
+                f"{folder.name} is already evaluated (threshold {card['threshold']:.4f} in its card); "
+                "skipping (run without --if-needed to evaluate it again)"
+            )
             return
-    evaluation = evaluate_model(args.model, tta=args.tta, view2=args.view2)
+    view2 = args.view2
+    if view2 is None:
+        preset = config.preset()
+        view2 = preset.evaluate_view2
+        if not view2:  # say so: a View 1-only report must not pass for the full one
+            print(f"View 2 skipped: the {preset.name} preset evaluates View 1 only (--view2 adds it)")
+    evaluation = evaluate_model(folder, tta=args.tta, view2=view2, recalibrate=args.recalibrate)
     print_table(evaluation)
-    print(f"  figures and metrics.json in {Path(evaluation.model) / 'eval'}; threshold saved in card.json")
+    print(f"  {evaluation.threshold_note}")
+    print(f"  figures and metrics.json in {Path(evaluation.model) / 'eval'}")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -139,6 +156,9 @@ def cmd_embed(args: argparse.Namespace) -> None:
     embeddings = verifier.embed(args.files)
     np.save(args.out, embeddings)
     print(f"{embeddings.shape[0]} embeddings of {embeddings.shape[1]} numbers → {args.out}")
+
+
+MODEL_HELP = "model folder, or run name under models/ (default: the newest there)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,18 +210,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev = verbs.add_parser(
         "evaluate", help="score a model on LFW View 1 (and View 2) and calibrate its threshold"
     )
-    ev.add_argument("--model", help="model folder (default: the newest under models/)")
+    ev.add_argument("--model", help=MODEL_HELP)
     ev.add_argument("--tta", action="store_true", help="also report test-time augmentation (mirror image)")
-    ev.add_argument("--no-view2", dest="view2", action="store_false", help="View 1 only")
     ev.add_argument(
+        "--view2",
+        action=argparse.BooleanOptionalAction,
+        help="also score View 2 (default: yes, but View 1 only under the smoke preset)",
+    )
+    again = ev.add_mutually_exclusive_group()
+    again.add_argument(
         "--if-needed", action="store_true", help="skip a model that already has a calibrated threshold"
+    )
+    again.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="replace the model's calibrated threshold with this evaluation's (default: keep it)",
     )
     ev.set_defaults(run=cmd_evaluate)
 
     ve = verbs.add_parser("verify", help="are two pictures the same person?")
     ve.add_argument("image1")
     ve.add_argument("image2")
-    ve.add_argument("--model", help="model folder (default: the newest under models/)")
+    ve.add_argument("--model", help=MODEL_HELP)
     ve.add_argument("--json", action="store_true", help="print the full result as JSON")
     ve.add_argument("--whole-image", action="store_true", help="use the whole picture when no face is found")
     ve.set_defaults(run=cmd_verify)
@@ -209,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     em = verbs.add_parser("embed", help="embeddings of the face in each picture, to a .npy file")
     em.add_argument("files", nargs="+")
     em.add_argument("--out", required=True, help="output .npy file")
-    em.add_argument("--model", help="model folder (default: the newest under models/)")
+    em.add_argument("--model", help=MODEL_HELP)
     em.set_defaults(run=cmd_embed)
     return parser
 

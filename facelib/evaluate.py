@@ -1,8 +1,8 @@
 """Distance evaluation on the LFW protocols, with metrics from scikit-learn.
 
     from facelib.evaluate import evaluate_model
-    report = evaluate_model("models/cpu-batch_hard-112")      # View 1 test + View 2
-    facelib evaluate [--model DIR] [--tta]
+    report = evaluate_model("cpu-batch_hard-112")      # a run name or a folder; View 1 test + View 2
+    facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--recalibrate]
 
 - View 1 (primary): `pairsDevTest.txt`, 1,000 pairs of people the model never saw.
   The file lists 500 same then 500 different pairs, so the 10 folds are stratified
@@ -11,6 +11,12 @@
   among the model's training (or validation) identities, read from its card.
 - Accuracy: the threshold is chosen on 9 folds and applied to the 10th; mean ± std.
   Also ROC AUC, TAR at FAR 1e-2 and 1e-3, EER, and the mean chosen threshold.
+- Crops of the pairs' pictures that are missing are made first, with the crop
+  settings the model was trained with (its card's "crop_settings").
+- The threshold: the first evaluation saves View 1's into the card, where `verify`
+  and the dashboard read it. Later evaluations keep it (a verdict should not change
+  because someone looked again) and only record theirs in the card's "evaluations";
+  `recalibrate=True` (`--recalibrate`) replaces it.
 """
 
 from __future__ import annotations
@@ -139,14 +145,21 @@ def unseen_pairs(pairs: list[Pair], seen: set[str], strict: bool = False) -> tup
     return kept, dropped
 
 
+def pair_relpaths(pairs: list[Pair]) -> list[str]:
+    """The pictures of these pairs (each once), as paths relative to the images folder
+    and to a crop folder alike."""
+    return sorted({ref.relpath for p in pairs for ref in (p.left, p.right)})
+
+
 def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Unique crop paths, and the index of each pair's left and right crop in it."""
-    relpaths = sorted({ref.relpath for p in pairs for ref in (p.left, p.right)})
+    relpaths = pair_relpaths(pairs)
     missing = [r for r in relpaths if not (crops_root / r).is_file()]
     if missing:
         raise FacelibError(
             f"{len(missing)} crops of the pairs are missing in {crops_root} (e.g. {missing[0]}); "
-            "run `facelib preprocess` on the whole of LFW first"
+            "make them with `facelib evaluate` (it crops the pairs it needs), or see that "
+            "folder's manifest.csv for pictures preprocessing skipped or could not read"
         )
     position = {r: i for i, r in enumerate(relpaths)}
     left = np.array([position[p.left.relpath] for p in pairs])
@@ -169,9 +182,20 @@ class Evaluation:
     rows: list[Metrics]
     seconds: float
     distances: dict = field(default_factory=dict, repr=False)  # protocol → (distances, same, pairs)
+    crops: str = ""  # the crop folder scored
+    # The threshold verify and the dashboard use after this evaluation (the card's),
+    # and a sentence saying whether this evaluation set, replaced or kept it.
+    threshold_in_use: float | None = None
+    threshold_note: str = ""
 
     def to_json(self) -> dict:
-        return {"model": self.model, "seconds": self.seconds, "rows": [asdict(r) for r in self.rows]}
+        return {
+            "model": self.model,
+            "seconds": self.seconds,
+            "crops": self.crops,
+            "threshold_in_use": self.threshold_in_use,
+            "rows": [asdict(r) for r in self.rows],
+        }
 
 
 def score_pairs(
@@ -193,30 +217,104 @@ def score_pairs(
     return metrics(protocol, distances, same, folds, dropped), distances, same
 
 
+def ensure_pair_crops(card: dict, crops_root: Path, relpaths: list[str], progress: bool = True) -> int:
+    """Crop the pictures of `relpaths` missing from `crops_root`, with the crop settings
+    the model was trained with; returns how many were missing. A card without crop
+    settings (or whose settings name another folder) is left to pair_crop_paths' error."""
+    from facelib.crop import CropSettings
+    from facelib.preprocess import output_dir, preprocess_dataset
+
+    missing = {r for r in relpaths if not (crops_root / r).is_file()}
+    stored = card.get("crop_settings")
+    if not missing or not stored:
+        return len(missing)
+    settings = CropSettings.from_dict(stored)
+    variant = stored.get("variant") or datasets.default_variant()
+    if output_dir(variant, settings) != crops_root:
+        return len(missing)
+    print(
+        f"cropping {len(missing):,} pictures of the pairs missing from {crops_root.name} "
+        f"(the model's crop settings: {settings.detector}, {settings.size} px)",
+        flush=True,
+    )
+    preprocess_dataset(
+        datasets.fetch_lfw(variant), settings, variant=variant, only=missing, progress=progress
+    )
+    return len(missing)
+
+
+def record_threshold(card: dict, evaluation: Evaluation, tta: bool, view2: bool, recalibrate: bool) -> None:
+    """Append this evaluation to card["evaluations"] and decide card["threshold"]: set
+    it when there is none, replace it only with `recalibrate`, else keep it. Sets the
+    evaluation's threshold_in_use and threshold_note."""
+    chosen = evaluation.rows[0].threshold  # View 1, plain embeddings: what verify computes
+    previous = card.get("threshold")
+    card.setdefault("evaluations", []).append(
+        {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "crops": Path(evaluation.crops).name,
+            "tta": tta,
+            "view2": view2,
+            "threshold": chosen,
+            "metrics": {r.protocol: asdict(r) for r in evaluation.rows},
+        }
+    )
+    if previous is None or recalibrate:
+        card["threshold"] = chosen
+        # The metrics of the evaluation whose threshold is in use, beside it.
+        card["metrics"] = {r.protocol: asdict(r) for r in evaluation.rows}
+        card["crops"] = Path(evaluation.crops).name
+        if previous is None:
+            note = f"threshold {chosen:.4f} (View 1) saved in card.json"
+        else:
+            note = f"threshold replaced (--recalibrate): {previous:.4f} → {chosen:.4f} in card.json"
+    elif chosen == previous:
+        note = f"threshold {previous:.4f} in card.json confirmed: this evaluation chose the same"
+    else:
+        note = (
+            f"kept the calibrated threshold {previous:.4f} in card.json; this evaluation chose "
+            f'{chosen:.4f}, recorded under its "evaluations" (--recalibrate replaces it)'
+        )
+    evaluation.threshold_in_use = float(card["threshold"])
+    evaluation.threshold_note = note
+
+
 def evaluate_model(
     folder: str | Path | None = None,
     crops: str | None = None,
     tta: bool = False,
     view2: bool = True,
     save: bool = True,
+    recalibrate: bool = False,
+    progress: bool = True,
 ) -> Evaluation:
+    """Score a model (a folder, a run name under models/, or None: the newest) on View 1
+    and, with `view2`, View 2. `crops` scores another crop folder (none is made then).
+    `save`: write eval/ and record the evaluation and the threshold in the card."""
     from facelib.files import write_json_atomic
-    from facelib.model import load_model_folder, newest_model_folder
+    from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
     from facelib.pipeline import embed_files
 
-    folder = Path(folder) if folder else newest_model_folder()
+    folder = resolve_model_folder(folder) if folder else newest_model_folder()
     model, card = load_model_folder(folder)
     crops_root = config.processed_dir() / (crops or card["config"]["crops"])
     seen = set(card.get("training_identities", [])) | set(card.get("validation_identities", []))
     size = card["input_size"]
     start = time.perf_counter()
 
-    rows, details = [], {}
     protocols = [("view1", datasets.view1_pairs("test"), True)]
     if view2:
         protocols.append(("view2", datasets.view2_pairs(), False))
+    kept_pairs = []
     for name, pairs, strict in protocols:
         kept, dropped = unseen_pairs(pairs, seen, strict=strict)
+        kept_pairs.append((name, kept, dropped))
+    if crops is None:
+        needed = pair_relpaths([p for _, kept, _ in kept_pairs for p in kept])
+        ensure_pair_crops(card, crops_root, needed, progress)
+
+    rows, details = [], {}
+    for name, kept, dropped in kept_pairs:
         folds = None if name == "view1" else np.array([p.fold for p in kept])
         paths, _, _ = pair_crop_paths(kept, crops_root)
         plain = embed_files(model, paths, size)
@@ -230,17 +328,22 @@ def evaluate_model(
             rows.append(row)
             details[label] = (distances, same, kept)
 
-    evaluation = Evaluation(str(folder), rows, round(time.perf_counter() - start, 1), details)
+    evaluation = Evaluation(
+        str(folder), rows, round(time.perf_counter() - start, 1), details, crops=str(crops_root)
+    )
     if save:
+        record_threshold(card, evaluation, tta, view2, recalibrate)
         save_evaluation(folder, evaluation, crops_root)
-        card["threshold"] = rows[0].threshold
-        card["metrics"] = {r.protocol: asdict(r) for r in rows}
-        card["crops"] = crops_root.name
         write_json_atomic(folder / "card.json", card)
+    else:
+        evaluation.threshold_in_use = card.get("threshold")
+        evaluation.threshold_note = "not saved: the card is unchanged"
     return evaluation
 
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     from facelib import plots
     from facelib.files import write_json_atomic
 
@@ -248,14 +351,19 @@ def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> P
     out.mkdir(exist_ok=True)
     write_json_atomic(out / "metrics.json", evaluation.to_json())
     primary = evaluation.rows[0]
+    in_use = evaluation.threshold_in_use if evaluation.threshold_in_use is not None else primary.threshold
     distances, same, pairs = evaluation.distances[primary.protocol]
-    plots.distance_histogram(distances, same, primary.threshold, primary.protocol).savefig(
-        out / "distances.png", dpi=110
-    )
-    plots.roc(evaluation).savefig(out / "roc.png", dpi=110)
-    plots.hardest_mistakes(distances, same, pairs, primary.threshold, crops_root).savefig(
-        out / "mistakes.png", dpi=110
-    )
+    figures = {
+        "distances.png": plots.distance_histogram(
+            distances, same, primary.threshold, primary.protocol, in_use=in_use
+        ),
+        "roc.png": plots.roc(evaluation),
+        # Mistakes of the verdicts verify gives: at the threshold in use.
+        "mistakes.png": plots.hardest_mistakes(distances, same, pairs, in_use, crops_root),
+    }
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+        plt.close(figure)  # saved; kept open, each evaluation in a process would add three
     return out
 
 

@@ -110,11 +110,27 @@ def read_card(folder: Path) -> dict:
     return card
 
 
+def trained_run_names() -> list[str]:
+    """Run names under models/ that hold a finished model."""
+    return sorted(p.parent.name for p in config.models_dir().glob("*/model.keras"))
+
+
 def resolve_model_folder(model: str | Path) -> Path:
-    """A model folder given as a path, or as a run name under models/."""
+    """A model folder given as a path, or as a run name under models/. Neither: a
+    ModelError that lists the runs there are."""
     folder = Path(model)
+    if folder.is_dir():
+        return folder
     named = config.models_dir() / folder
-    return named if not folder.is_dir() and named.is_dir() else folder
+    if named.is_dir():
+        return named
+    runs = trained_run_names()
+    raise ModelError(
+        f"model {str(model)!r} does not exist: no such folder, nor a run of that name in "
+        f"{config.models_dir()}; "
+        + (f"trained runs there: {', '.join(runs)}" if runs else "no trained run there yet")
+        + " (make one with `facelib train --name RUN`)"
+    )
 
 
 def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:

@@ -136,13 +136,22 @@ def training_curves(history_csv: Path) -> Figure:
     return fig
 
 
-def distance_histogram(distances: np.ndarray, same: np.ndarray, threshold: float, title: str = "") -> Figure:
-    """Distances of same-person and different-person pairs, with the threshold."""
+def distance_histogram(
+    distances: np.ndarray,
+    same: np.ndarray,
+    threshold: float,
+    title: str = "",
+    in_use: float | None = None,
+) -> Figure:
+    """Distances of same-person and different-person pairs, with the threshold these
+    pairs chose and, when it differs, the one in use (kept in the model's card)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     bins = np.linspace(distances.min(), distances.max(), 40)
     ax.hist(distances[same.astype(bool)], bins, alpha=0.6, label="same person", color="tab:green")
     ax.hist(distances[~same.astype(bool)], bins, alpha=0.6, label="different people", color="tab:red")
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    if in_use is not None and in_use != threshold:
+        ax.axvline(in_use, color="tab:blue", linestyle=":", label=f"threshold in use {in_use:.3f}")
     ax.set(xlabel="embedding distance", ylabel="pairs", title=f"distances {title}")
     ax.legend()
     fig.tight_layout()

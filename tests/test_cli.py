@@ -1,6 +1,13 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
+
+import pytest
+
+from facelib.cli import main
 
 
 def _facelib(*args, env=None):
@@ -37,3 +44,94 @@ def test_bad_preset_is_a_clear_error(tmp_path):
     result = _facelib("preprocess", env={"FACELIB_PRESET": "huge", "FACELIB_HOME": str(tmp_path)})
     assert result.returncode == 1
     assert result.stderr.startswith("error: unknown preset 'huge'")
+
+
+# ------------------------------------------------------------------ evaluate by run name
+# In-process (main(argv)), with the protocols cut to 20 pairs, so that the evaluation
+# takes seconds; the run is a copy of the smoke model (model.keras linked) that says it
+# was trained on 96 px crops, so its evaluation crops into a folder of its own.
+
+
+@pytest.fixture
+def run_name(smoke_model, monkeypatch, mirror):
+    from facelib import config, datasets
+
+    name = f"cli-test-{uuid.uuid4().hex[:8]}"
+    folder = config.models_dir() / name
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
+    card = json.loads((smoke_model / "card.json").read_text())
+    card.pop("threshold", None)
+    card["crop_settings"] = {**card["crop_settings"], "size": 96}
+    card["config"] = {**card["config"], "crops": "lfw-deepfunneled-haar-96"}
+    (folder / "card.json").write_text(json.dumps(card))
+    view1 = datasets.view1_pairs("test")
+    monkeypatch.setattr(datasets, "view1_pairs", lambda split: view1[:10] + view1[500:510])
+    yield name
+    shutil.rmtree(folder)
+
+
+def _card(name: str) -> dict:
+    from facelib import config
+
+    return json.loads((config.models_dir() / name / "card.json").read_text())
+
+
+def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
+    assert main(["evaluate", "--model", run_name]) == 0
+    out = capsys.readouterr().out
+    assert "View 2 skipped: the smoke preset evaluates View 1 only (--view2 adds it)" in out
+    assert f"models/{run_name} " in out and "view1: accuracy" in out and "(20 pairs)" in out
+    threshold = _card(run_name)["threshold"]
+    assert f"threshold {threshold:.4f} (View 1) saved in card.json" in out
+
+    assert main(["evaluate", "--if-needed", "--model", run_name]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == (
+        f"{run_name} is already evaluated (threshold {threshold:.4f} in its card); "
+        "skipping (run without --if-needed to evaluate it again)"
+    )
+    assert len(_card(run_name)["evaluations"]) == 1
+
+
+def test_evaluate_again_keeps_the_threshold_and_recalibrate_replaces_it(run_name, capsys):
+    from facelib import config
+
+    assert main(["evaluate", "--model", run_name]) == 0
+    card_path = config.models_dir() / run_name / "card.json"
+    card_path.write_text(json.dumps({**_card(run_name), "threshold": 0.5}))
+    capsys.readouterr()
+
+    assert main(["evaluate", "--model", run_name]) == 0
+    assert "kept the calibrated threshold 0.5000 in card.json" in capsys.readouterr().out
+    assert _card(run_name)["threshold"] == 0.5
+
+    assert main(["evaluate", "--model", run_name, "--recalibrate"]) == 0
+    new = _card(run_name)["threshold"]
+    assert f"threshold replaced (--recalibrate): 0.5000 → {new:.4f}" in capsys.readouterr().out
+    assert new == _card(run_name)["evaluations"][-1]["threshold"] != 0.5
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--model", "no-such-run"],
+        ["evaluate", "--if-needed", "--model", "no-such-run"],
+        ["verify", "a.jpg", "b.jpg", "--model", "no-such-run"],
+        ["embed", "a.jpg", "--out", "e.npy", "--model", "no-such-run"],
+    ],
+)
+def test_a_model_name_that_matches_nothing_lists_the_trained_runs(run_name, capsys, argv):
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1
+    assert lines[0].startswith("error: model 'no-such-run' does not exist")
+    assert "trained runs there: " in lines[0] and run_name in lines[0]
+
+
+def test_if_needed_and_recalibrate_cannot_be_combined(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--if-needed", "--recalibrate"])
+    assert exit_info.value.code == 2
+    assert "--recalibrate: not allowed with argument --if-needed" in capsys.readouterr().err

@@ -1,17 +1,29 @@
+import json
+import shutil
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
-from facelib import datasets
+from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_features
+from facelib.datasets import ImageRef, Pair
+from facelib.decision import embedding_distance
 from facelib.evaluate import (
     IdentityOverlapError,
     best_threshold,
+    cross_validated_accuracy,
     equal_error_rate,
+    evaluate_model,
     metrics,
+    pair_crop_paths,
     stratified_folds,
     tar_at_far,
     unseen_pairs,
 )
+from facelib.model import ModelError
 
 
 def test_perfect_separation_scores_one():
@@ -64,3 +76,167 @@ def test_lbp_histograms_and_chi_square():
     other = lbp_features(rng.integers(0, 256, (160, 160, 3), np.uint8))
     assert chi_square(features[None], features[None])[0] == 0.0
     assert chi_square(features[None], other[None])[0] > 0.0
+
+
+def test_each_folds_threshold_is_chosen_without_that_fold():
+    """Fold 0 is poisoned: 30 same-person pairs at 0.6, between the other folds' classes.
+    Seen, it would pull the threshold above 0.6 (and be scored right); unseen, the other
+    folds choose 0.5 and reject all of them. Every fold's threshold must be the one the
+    other folds alone choose."""
+    clean_same = np.tile(np.linspace(0.1, 0.3, 5), 9)
+    clean_different = np.tile(np.linspace(0.7, 0.9, 5), 9)
+    distances = np.concatenate([np.full(30, 0.6), clean_same, clean_different])
+    same = np.array([True] * 30 + [True] * 45 + [False] * 45)
+    folds = np.concatenate(
+        [np.zeros(30, int), np.repeat(np.arange(1, 10), 5), np.repeat(np.arange(1, 10), 5)]
+    )
+    assert best_threshold(distances, same) == pytest.approx(0.65)  # what a leaky fold 0 would use
+
+    accuracies, thresholds = cross_validated_accuracy(distances, same, folds)
+    assert thresholds[0] == pytest.approx(0.5) and accuracies[0] == 0.0
+    for k in range(10):
+        others = folds != k
+        assert thresholds[k] == best_threshold(distances[others], same[others])
+    assert accuracies[1:] == [1.0] * 9
+
+
+# --------------------------------------------------- evaluate_model on a trained model
+# A copy of the smoke model (its model.keras linked, its card copied) that says it was
+# trained on 96 px crops: evaluating it makes its own crop folder, never touching the
+# session's smoke crops. The protocols are cut to 20 pairs each to take seconds.
+
+CROPS_96 = "lfw-deepfunneled-haar-96"
+
+
+def _unseen(pairs, seen):
+    return [p for p in pairs if p.left.person not in seen and p.right.person not in seen]
+
+
+@pytest.fixture
+def run_name(smoke_model):
+    name = f"evaluate-test-{uuid.uuid4().hex[:8]}"
+    folder = config.models_dir() / name
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
+    card = json.loads((smoke_model / "card.json").read_text())
+    card.pop("threshold", None)
+    card["crop_settings"] = {**card["crop_settings"], "size": 96}
+    card["config"] = {**card["config"], "crops": CROPS_96}
+    (folder / "card.json").write_text(json.dumps(card))
+    yield name
+    shutil.rmtree(folder)
+
+
+def _card(name: str) -> dict:
+    return json.loads((config.models_dir() / name / "card.json").read_text())
+
+
+@pytest.fixture
+def few_pairs(monkeypatch, mirror, run_name):
+    """View 1: 10 same + 10 different test pairs. View 2: one same and one different
+    pair of unseen people per fold, plus 3 pairs with a person the model trained on."""
+    card = _card(run_name)
+    seen = set(card["training_identities"]) | set(card["validation_identities"])
+    view1 = datasets.view1_pairs("test")
+    view1 = view1[:10] + view1[500:510]
+    all_view2 = datasets.view2_pairs()  # per fold 300 same, then 300 different pairs
+    view2 = [_unseen(all_view2[300 * block : 300 * (block + 1)], seen)[0] for block in range(20)]
+    trained_on = card["training_identities"][:3]
+    stranger = view2[-1].right
+    view2_seen = [Pair(ImageRef(person, 1), stranger, 0) for person in trained_on]
+    monkeypatch.setattr(datasets, "view1_pairs", lambda split: view1)
+    monkeypatch.setattr(datasets, "view2_pairs", lambda: view2 + view2_seen)
+    return view1, view2, view2_seen
+
+
+def test_evaluate_by_run_name_crops_the_pairs_with_the_models_settings(run_name, few_pairs):
+    view1, _, _ = few_pairs
+    crops_root = config.processed_dir() / CROPS_96
+    evaluation = evaluate_model(run_name, view2=False, progress=False)
+
+    assert Path(evaluation.model) == config.models_dir() / run_name
+    assert Path(evaluation.crops) == crops_root
+    assert [r.protocol for r in evaluation.rows] == ["view1"] and evaluation.rows[0].pairs == 20
+    assert json.loads((crops_root / "settings.json").read_text())["size"] == 96
+    for pair in view1:
+        for ref in (pair.left, pair.right):
+            assert Image.open(crops_root / ref.relpath).size == (96, 96)
+    card = _card(run_name)
+    assert card["threshold"] == evaluation.rows[0].threshold == evaluation.threshold_in_use
+    assert card["crops"] == CROPS_96 and "saved in card.json" in evaluation.threshold_note
+    assert (config.models_dir() / run_name / "eval" / "metrics.json").is_file()
+
+
+def test_evaluating_again_keeps_the_threshold_unless_recalibrating(run_name, few_pairs):
+    first = evaluate_model(run_name, view2=False, progress=False)
+    folder = config.models_dir() / run_name
+    card = _card(run_name)
+    earlier = 0.123  # as if an earlier evaluation (other crops, say) had chosen another one
+    (folder / "card.json").write_text(json.dumps({**card, "threshold": earlier}))
+
+    again = evaluate_model(run_name, view2=False, tta=True, progress=False)
+    card = _card(run_name)
+    assert card["threshold"] == earlier == again.threshold_in_use
+    assert "kept the calibrated threshold 0.1230" in again.threshold_note
+    assert [e["threshold"] for e in card["evaluations"]] == [first.rows[0].threshold, again.rows[0].threshold]
+    assert [e["tta"] for e in card["evaluations"]] == [False, True]
+    assert all(e["date"] and e["crops"] == CROPS_96 and e["view2"] is False for e in card["evaluations"])
+
+    recalibrated = evaluate_model(run_name, view2=False, recalibrate=True, progress=False)
+    card = _card(run_name)
+    assert card["threshold"] == recalibrated.rows[0].threshold != earlier
+    assert "threshold replaced (--recalibrate): 0.1230 →" in recalibrated.threshold_note
+    assert len(card["evaluations"]) == 3
+
+
+def test_view2_keeps_only_pairs_of_unseen_people_and_view1_refuses_any(run_name, few_pairs):
+    _, view2, view2_seen = few_pairs
+    evaluation = evaluate_model(run_name, view2=True, save=False, progress=False)
+    row = next(r for r in evaluation.rows if r.protocol == "view2")
+    assert (row.pairs, row.dropped_pairs) == (len(view2), len(view2_seen)) == (20, 3)
+    _, _, scored = evaluation.distances["view2"]
+    assert scored == view2
+    assert "threshold" not in _card(run_name)  # save=False leaves the card alone
+
+    folder = config.models_dir() / run_name
+    card = _card(run_name)
+    view1 = datasets.view1_pairs("test")
+    person = view1[0].left.person
+    card["training_identities"] = [*card["training_identities"], person]
+    (folder / "card.json").write_text(json.dumps(card))
+    overlapping = sum(person in (p.left.person, p.right.person) for p in view1)
+    with pytest.raises(
+        IdentityOverlapError, match=f"{overlapping} of 20 pairs involve people the model trained on"
+    ):
+        evaluate_model(run_name, view2=False, save=False, progress=False)
+
+
+def test_tta_averages_each_crop_with_its_mirror_image(run_name, few_pairs):
+    """The +TTA row's distances, recomputed by flipping the crops by hand."""
+    import tensorflow as tf
+
+    from facelib.model import load_model_folder
+    from facelib.pipeline import decode, eval_transform
+
+    view1, _, _ = few_pairs
+    evaluation = evaluate_model(run_name, view2=False, tta=True, save=False, progress=False)
+    assert [r.protocol for r in evaluation.rows] == ["view1", "view1 +TTA"]
+
+    model, card = load_model_folder(config.models_dir() / run_name)
+    paths, left, right = pair_crop_paths(view1, Path(evaluation.crops))
+    images = np.stack([eval_transform(tf.cast(decode(p), tf.float32), card["input_size"]) for p in paths])
+    plain = model.predict(images, verbose=0)
+    mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]), verbose=0)  # width is axis 2
+    both = plain + mirrored
+    both /= np.linalg.norm(both, axis=1, keepdims=True)
+
+    plain_distances, _, _ = evaluation.distances["view1"]
+    tta_distances, _, _ = evaluation.distances["view1 +TTA"]
+    np.testing.assert_allclose(plain_distances, embedding_distance(plain[left], plain[right]), atol=1e-4)
+    np.testing.assert_allclose(tta_distances, embedding_distance(both[left], both[right]), atol=1e-4)
+    assert not np.allclose(tta_distances, plain_distances, atol=1e-4)  # the mirror images count
+
+
+def test_unknown_run_name_lists_the_trained_runs(run_name):
+    with pytest.raises(ModelError, match=f"'no-such-run' does not exist.*trained runs there: .*{run_name}"):
+        evaluate_model("no-such-run")
