@@ -4,7 +4,7 @@
     facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
     facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
-                  [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] ...
+                  [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
@@ -84,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "crops": args.crops,
     }
-    cfg = TrainConfig.preset(preset, **overrides)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cfg = TrainConfig.preset(preset, **{**overrides, **TrainConfig.parse_settings(args.set or [])})
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
     from facelib.model import read_card
@@ -205,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')
     tr.add_argument("--seed", type=int)
     tr.add_argument("--crops", help="crop folder under data/processed/")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any training setting, e.g. --set bfloat16=true --set classifier=cosface (see TrainConfig)",
+    )
     tr.set_defaults(run=cmd_train)
 
     ev = verbs.add_parser(

@@ -135,3 +135,10 @@ def test_if_needed_and_recalibrate_cannot_be_combined(capsys):
         main(["evaluate", "--if-needed", "--recalibrate"])
     assert exit_info.value.code == 2
     assert "--recalibrate: not allowed with argument --if-needed" in capsys.readouterr().err
+
+
+def test_train_set_refuses_an_unknown_or_mistyped_setting():
+    for bad in ["--set=nosuch=1", "--set=p=two"]:
+        result = _facelib("train", "--preset", "smoke", "--name", "never-made", bad)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("error: --set") and len(result.stderr.strip().splitlines()) == 1
