@@ -240,3 +240,27 @@ def test_tta_averages_each_crop_with_its_mirror_image(run_name, few_pairs):
 def test_unknown_run_name_lists_the_trained_runs(run_name):
     with pytest.raises(ModelError, match=f"'no-such-run' does not exist.*trained runs there: .*{run_name}"):
         evaluate_model("no-such-run")
+
+
+def test_imbalanced_pairs_are_reported_by_balanced_accuracy():
+    """30% same pairs, and a model that cannot tell them apart: plain accuracy looks
+    like 70% (always "different"), balanced accuracy says 50%, and the row says so."""
+    rng = np.random.default_rng(0)
+    same = np.array([1] * 300 + [0] * 700, bool)
+    distances = rng.uniform(0, 1, 1000)  # no information at all
+    m = metrics("view2", distances, same, stratified_folds(same))
+    assert m.same_pairs == 300 and m.different_pairs == 700
+    assert m.accuracy_mean > 0.65  # the majority class alone gets here
+    assert 0.4 < m.balanced_accuracy_mean < 0.6
+    row = m.row()
+    assert "balanced accuracy" in row and "300 same, 700 different" in row
+    assert "TAR@FAR=1e-3" not in row  # under 1,000 different pairs it means zero false accepts
+
+
+def test_balanced_threshold_weighs_both_kinds_of_pair_equally():
+    same = np.array([1, 1] + [0] * 8, bool)
+    distances = np.array([0.5, 0.55, 0.45, 0.52, 0.53, 0.9, 0.9, 0.9, 0.9, 0.9])
+    # plain accuracy: answering "different" always is right 8 times in 10, no threshold
+    # does better; balanced: a threshold above 0.55 takes both same pairs (0.81 vs 0.5)
+    assert best_threshold(distances, same) < 0.45
+    assert 0.55 < best_threshold(distances, same, balanced=True) < 0.9
