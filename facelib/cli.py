@@ -57,7 +57,12 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     from facelib.preprocess import CropSettings, preprocess_dataset
 
     settings = CropSettings(
-        detector=args.detector, size=args.size, margin=args.margin, align=args.align, no_face=args.no_face
+        detector=args.detector,
+        size=args.size,
+        margin=args.margin,
+        align=args.align,
+        no_face=args.no_face,
+        five_point=args.five_point,
     )
     limit = args.limit if args.limit is not None else config.preset(args.preset).preprocess_limit
     images_root = datasets.fetch_lfw(args.variant)
@@ -178,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--size", type=int, default=160, help="side of the stored square crops (pixels)")
     prep.add_argument("--margin", type=float, default=0.2, help="margin around the face box, as a fraction")
     prep.add_argument("--no-align", dest="align", action="store_false", help="do not level the eyes")
+    prep.add_argument(
+        "--five-point",
+        action="store_true",
+        help="warp the 5 landmarks (yunet) onto a canonical layout; crops go to <…>-5pt",
+    )
     prep.add_argument("--no-face", choices=list(config.NO_FACE_POLICIES), default="fallback")
     prep.add_argument("--limit", type=int, help="only the first N images (default: the preset's)")
     prep.add_argument("--preset", choices=list(config.PRESETS), help="default: $FACELIB_PRESET or cpu")

@@ -44,6 +44,10 @@ class CropSettings:
     size: int = 160  # stored larger than the model input (112) to leave room for random crops
     margin: float = 0.2  # on every side, as a fraction of the face box's side
     align: bool = True  # level the eyes when the detector finds them
+    # Map the 5 landmarks (eyes, nose, mouth corners: YuNet gives them, Haar does not)
+    # onto a canonical layout by a similarity transform; faces without them are
+    # cropped from their box as above.
+    five_point: bool = False
     no_face: str = "fallback"  # or "skip" (preprocessing only; verification has its own)
     # Smallest face searched for (Haar): this fraction of the picture's shorter side,
     # but never more than `min_face_px` pixels (see detection.HaarDetector).
@@ -170,6 +174,43 @@ def crop_face(
     return crop_square(rgb, (x + w / 2, y + h / 2), side, size, angle)
 
 
+# The usual 5-point layout of a 112 x 112 face crop (ArcFace's): eye centres, nose tip,
+# mouth corners, image-left first, as YuNet orders its landmarks.
+FIVE_POINT_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    np.float32,
+)
+
+
+def five_point_matrix(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray | None:
+    """The similarity transform (rotation, uniform scale, shift) taking the landmarks
+    onto the template, centred in a `size` crop whose 112-px face frame is widened by
+    `margin` on every side; None when no such transform fits."""
+    frame = 112 * (1 + 2 * margin)
+    target = (FIVE_POINT_TEMPLATE_112 + 112 * margin) * (size / frame)
+    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), target, method=cv2.LMEDS)
+    return matrix
+
+
+def crop_five_point(rgb: np.ndarray, face: Face, size: int = 160, margin: float = 0.2) -> np.ndarray | None:
+    """The face warped so that its 5 landmarks sit on the template; None without them."""
+    if face.landmarks is None or len(face.landmarks) < 5:
+        return None
+    matrix = five_point_matrix(face.landmarks[:5], size, margin)
+    if matrix is None:
+        return None
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    source = rgb
+    if scale < 0.5:  # shrinking a lot: average first, as crop_square does, against aliasing
+        factor = 0.5 / scale
+        source = cv2.resize(rgb, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
+        matrix = matrix.copy()
+        matrix[:, :2] *= factor
+    return cv2.warpAffine(
+        source, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
 def centre_crop(rgb: np.ndarray, size: int = 160, fraction: float = 0.5) -> np.ndarray:
     """The fallback when no face is found: the central `fraction` of the picture,
     which is where LFW (and most portraits) put the face."""
@@ -221,5 +262,7 @@ def crop_picture(rgb: np.ndarray, detector: Detector, settings: CropSettings) ->
     face = choose_face(faces, rgb.shape)
     if face is None:
         return centre_crop(rgb, settings.size, settings.fallback_fraction), CropInfo(None, 0)
-    crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
+    crop = crop_five_point(rgb, face, settings.size, settings.margin) if settings.five_point else None
+    if crop is None:
+        crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
     return crop, CropInfo(face, len(faces), padded)

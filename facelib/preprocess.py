@@ -39,7 +39,8 @@ FIELDS = ["identity", "source", "crop", "status", "faces", "x", "y", "w", "h", "
 
 
 def output_dir(variant: str, settings: CropSettings) -> Path:
-    return config.processed_dir() / f"{variant}-{settings.detector}-{settings.size}"
+    suffix = "-5pt" if settings.five_point else ""
+    return config.processed_dir() / f"{variant}-{settings.detector}-{settings.size}{suffix}"
 
 
 # ----------------------------------------------------------------- one image (worker)
@@ -89,7 +90,10 @@ def process_image(source: Path, relsource: str, out_root: Path, settings: CropSe
             w=w,
             h=h,
             score=round(info.face.score, 3),
-            aligned=settings.align and info.face.eyes is not None,
+            aligned=(
+                settings.five_point and info.face.landmarks is not None and len(info.face.landmarks) >= 5
+            )
+            or (settings.align and info.face.eyes is not None),
             message="found on a padded copy (a tight crop)" if info.padded else "",
         )
     write_jpeg_atomic(out_root / crop_rel, crop)

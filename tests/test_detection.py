@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -222,3 +223,29 @@ def test_a_big_face_is_shrunk_by_averaging_not_aliased(sample_jpeg):
     expected = crop_square(rgb, (127.5, 122.5), 161, 160, angle=10)
     crop = crop_square(big, (128 * 6 - 0.5, 123 * 6 - 0.5), 161 * 6, 160, angle=10)
     assert np.abs(crop.astype(int) - expected.astype(int)).mean() < 1.5
+
+
+def test_five_point_alignment_puts_the_landmarks_on_the_template():
+    """Landmarks that are a rotated, scaled, shifted copy of the template go back onto
+    it; a face without 5 landmarks has no five-point crop (the box crop is used)."""
+    import math
+
+    from facelib.crop import FIVE_POINT_TEMPLATE_112, crop_five_point, five_point_matrix
+    from facelib.detection import Face
+
+    angle, scale, shift = math.radians(17), 1.8, np.array([40.0, 25.0])
+    rotation = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    landmarks = (FIVE_POINT_TEMPLATE_112 @ rotation.T + shift).astype(np.float32)
+    size, margin = 160, 0.2
+    matrix = five_point_matrix(landmarks, size, margin)
+    mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    expected = (FIVE_POINT_TEMPLATE_112 + 112 * margin) * size / (112 * (1 + 2 * margin))
+    assert np.allclose(mapped, expected, atol=0.05)
+
+    picture = np.zeros((400, 400, 3), np.uint8)
+    for x, y in landmarks:  # a dot on each landmark: each must come out on its template point
+        cv2.circle(picture, (round(x), round(y)), 3, (255, 255, 255), -1)
+    crop = crop_five_point(picture, Face((0, 0, 10, 10), 1.0, landmarks), size, margin)
+    for x, y in expected:
+        assert crop[round(y), round(x)].mean() > 100
+    assert crop_five_point(picture, Face((0, 0, 10, 10), 1.0, landmarks[:2]), size, margin) is None
