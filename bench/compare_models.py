@@ -48,7 +48,7 @@ def main() -> None:
 
     crops_root, seen = None, set()
     for folder in args.models:
-        evaluation = evaluate_model(folder, tta=args.tta)
+        evaluation = evaluate_model(folder, tta=args.tta, save=False)  # benchmarking changes no card
         print_table(evaluation)
         card = json.loads((folder / "card.json").read_text())
         cfg = card["config"]

@@ -4,9 +4,11 @@
     facelib.verify("a.jpg", "b.jpg").same_person
     facelib.FaceVerifier("models/cpu-batch_hard-112").embed([...])
 
-Modules by task: `config` (paths, presets), `datasets` (LFW), `images` (reading
-input), `detection` (face detectors), `crop`, `preprocess`, `pipeline` (tf.data),
-`model`, `losses`, `train`, `evaluate`, `verification`, `plots`, `cli`.
+Modules by task: `config` (paths, presets, choices), `files` (atomic writes),
+`datasets` (LFW), `images` (reading input), `detection` (face detectors), `crop` (the
+crop policy), `preprocess`, `pipeline` (tf.data), `model`, `losses`, `train`,
+`decision` (distance → verdict), `evaluate`, `verification`, `gallery`,
+`dashboard_controller` and `dashboard` (the webcam page), `plots`, `cli`.
 TensorFlow loads only when a model is used.
 """
 

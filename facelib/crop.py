@@ -75,14 +75,17 @@ class CropSettings:
         ]:
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name} must be between {low} and {high}, not {getattr(self, name)!r}")
+        if self.five_point and self.detector != "yunet":
+            raise ConfigError("five-point alignment needs the 5 landmarks only the yunet detector gives")
         if self.min_face_px < 24:
             raise ConfigError(f"min_face_px must be at least 24 (Haar's window), not {self.min_face_px}")
 
     @classmethod
     def from_dict(cls, stored: dict) -> CropSettings:
         """Settings as stored (settings.json, a card's "crop_settings"). Fields added
-        since they were stored take their defaults, which crop LFW's pictures as the
-        older code did; other keys (the "variant") are not settings and are left out."""
+        since they were stored take their defaults; on LFW these crop every picture the
+        older code found a face in exactly as it did (the padded retry only adds faces
+        where it found none). Other keys (the "variant") are not settings."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in names})
 

@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,8 +197,8 @@ def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.
     if missing:
         raise FacelibError(
             f"{len(missing)} crops of the pairs are missing in {crops_root} (e.g. {missing[0]}); "
-            "make them with `facelib evaluate` (it crops the pairs it needs), or see that "
-            "folder's manifest.csv for pictures preprocessing skipped or could not read"
+            "see that folder's manifest.csv for pictures preprocessing skipped or could not read "
+            "(crops made with --no-face skip leave no crop for a picture without a face)"
         )
     position = {r: i for i, r in enumerate(relpaths)}
     left = np.array([position[p.left.relpath] for p in pairs])
@@ -437,7 +436,3 @@ def print_table(evaluation: Evaluation) -> None:
     print(f"model: {evaluation.model} ({evaluation.seconds:.0f} s)")
     for row in evaluation.rows:
         print("  " + row.row())
-
-
-def load_saved(folder: Path) -> dict:
-    return json.loads((Path(folder) / "eval" / "metrics.json").read_text())

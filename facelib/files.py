@@ -34,10 +34,11 @@ def _fsync_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, durable: bool = True) -> Iterator[Path]:
     """A unique temporary path beside `path`; renamed onto `path` when the block ends
     without error, deleted otherwise. `suffix` keeps an extension writers insist on
-    (Keras wants `.keras`)."""
+    (Keras wants `.keras`). `durable=False` skips the fsyncs, for files that can be
+    remade and are checked when read (face crops: a fsync each would cost a minute)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".part")
@@ -46,17 +47,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual mode
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_folder(path.parent)
+        if durable:
+            _fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes | str, durable: bool = True) -> Path:
     """Write `data` (str as UTF-8) to `path` atomically; returns the path."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return Path(path)
 

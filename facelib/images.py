@@ -28,7 +28,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 # Formats PIL may open. Not all it knows: EPS would run Ghostscript on what may be an
 # upload, and the rest are not photographs.
-FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000", "AVIF")
+Image.init()  # registers every plugin, so that Image.OPEN lists what this build opens
+FORMATS = tuple(
+    f for f in ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000", "AVIF") if f in Image.OPEN
+)  # only those this Pillow build can open (AVIF needs Pillow 11.3 or a plugin)
 
 _ORIENTATION = 0x0112  # the EXIF tag
 _BACKGROUND = (255, 255, 255, 255)  # under transparent pixels, as a browser shows them
@@ -128,6 +131,8 @@ def decode_bytes(data: bytes, what: str = "image", max_pixels: int = DEFAULT_MAX
 
 
 def _from_array(array: np.ndarray, bgr: bool, max_pixels: int) -> np.ndarray:
+    if array.size == 0:
+        raise ImageError(f"an image array must hold pixels, got shape {array.shape}")
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (3, 4):

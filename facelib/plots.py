@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from facelib.crop import choose_face, crop_face
+from facelib.crop import CropSettings, crop_picture, detect_faces
 from facelib.datasets import Census
 from facelib.decision import same_person
 from facelib.detection import Detector
@@ -41,19 +41,21 @@ def _draw_faces(ax, rgb: np.ndarray, faces, chosen) -> None:
 
 
 def detections_and_crops(
-    paths: list[Path], detector: Detector, size: int = 160, margin: float = 0.2, align: bool = True
+    paths: list[Path], detector: Detector, settings: CropSettings | None = None
 ) -> Figure:
-    """Each original with its detected boxes (green: the one kept) next to its crop."""
+    """Each original with its detected boxes (green: the one kept) next to its crop,
+    made by the crop policy preprocessing and verification use (crop.crop_picture)."""
+    settings = settings or CropSettings()
     fig, axes = plt.subplots(len(paths), 2, figsize=(5, 2.5 * len(paths)), squeeze=False)
     for (ax_original, ax_crop), path in zip(axes, paths, strict=True):
         rgb = load_image(path)
-        faces = detector.detect(rgb)
-        chosen = choose_face(faces, rgb.shape)
-        _draw_faces(ax_original, rgb, faces, chosen)
+        faces, _ = detect_faces(rgb, detector, settings)
+        crop, info = crop_picture(rgb, detector, settings)
+        _draw_faces(ax_original, rgb, faces, info.face)
         ax_original.set_title(f"{path.parent.name}: {len(faces)} face(s)", fontsize=8)
-        if chosen is not None:
-            ax_crop.imshow(crop_face(rgb, chosen, size, margin, align))
-        ax_crop.set_title(f"crop {size}x{size}" if chosen else "no face", fontsize=8)
+        ax_crop.imshow(crop)
+        size = settings.size
+        ax_crop.set_title(f"crop {size}x{size}" if info.face else "no face: centre crop", fontsize=8)
         ax_crop.axis("off")
     fig.tight_layout()
     return fig
@@ -127,7 +129,7 @@ def training_curves(history_csv: Path) -> Figure:
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.2))
     ax_loss.plot(epochs, [float(r["loss"]) for r in rows], "o-")
-    ax_loss.set(xlabel="epoch", ylabel="triplet loss", title="training loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax_auc.plot(epochs, [float(r["val_auc"]) for r in rows], "o-", color="tab:green")
     ax_auc.axhline(0.5, color="grey", linestyle=":", label="chance")
     ax_auc.set(xlabel="epoch", ylabel="AUC", title="validation verification AUC (unseen identities)")

@@ -60,7 +60,7 @@ def write_jpeg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     )
     if not ok:
         raise FacelibError(f"could not encode {path}")
-    write_atomic(path, encoded.tobytes())
+    write_atomic(path, encoded.tobytes(), durable=False)  # checked on resume (_crop_is_complete)
 
 
 def process_image(source: Path, relsource: str, out_root: Path, settings: CropSettings) -> dict:

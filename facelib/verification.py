@@ -82,7 +82,6 @@ class FaceVerifier:
         # get its default.
         settings = CropSettings.from_dict(self.card.get("crop_settings", {}))
         self.crop_settings = replace(settings, detector=detector) if detector else settings
-        self.crop_size, self.margin, self.align = settings.size, settings.margin, settings.align
         self.detector = self.crop_settings.make_detector()
         self.input_size = int(self.card["input_size"])
         if threshold is not None:
@@ -118,7 +117,7 @@ class FaceVerifier:
         if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(
-                    f"{label}: no face found (try a frontal, well-lit picture, or allow the whole image)"
+                    f"{label}: no face found (try a frontal, well-lit picture, or allow the picture's centre: no_face='whole')"
                 )
             return crop, FaceFound(None, 0, True, (width, height))
         return crop, FaceFound(tuple(int(v) for v in info.face.box), info.faces_found, False, (width, height))

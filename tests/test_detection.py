@@ -249,3 +249,12 @@ def test_five_point_alignment_puts_the_landmarks_on_the_template():
     for x, y in expected:
         assert crop[round(y), round(x)].mean() > 100
     assert crop_five_point(picture, Face((0, 0, 10, 10), 1.0, landmarks[:2]), size, margin) is None
+
+
+def test_five_point_alignment_is_refused_without_a_landmark_detector():
+    from facelib.crop import CropSettings
+    from facelib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="yunet"):
+        CropSettings(detector="haar", five_point=True)
+    assert CropSettings(detector="yunet", five_point=True).five_point

@@ -187,3 +187,8 @@ def test_formats_that_would_run_other_programs_are_not_opened():
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
     with pytest.raises(ImageError, match="not an image"):
         load_image(eps)
+
+
+def test_an_empty_array_is_refused_clearly():
+    with pytest.raises(ImageError, match="must hold pixels"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
