@@ -9,6 +9,7 @@ parallel (AUTOTUNE) and the next batches are prefetched while the model trains.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +68,15 @@ def training_split(
     crops_root: Path, validation_fraction: float = 0.1, seed: int = 0, max_identities: int | None = None
 ) -> Split:
     """Training identities come only from View 1 `peopleDevTrain.txt`, so every person
-    of `peopleDevTest.txt` stays unseen. A seeded slice of those with ≥ 2 usable images
-    is held out for validation."""
+    of `peopleDevTest.txt` stays unseen. A seeded slice of those with ≥ 2 pictures is
+    held out for validation. The people are drawn from the pictures the manifest lists,
+    whatever the detector made of them, so crops made by other detectors or alignments
+    hold out the same people and their validation AUCs can be compared."""
     records = read_manifest(crops_root)
-    train_people = sorted(datasets.view1_people("train"))
-    everyone = FaceSet.from_records(records, crops_root, train_people)
-    multi = everyone.with_at_least(2)
+    train_people = set(datasets.view1_people("train"))
+    pictures = Counter(r["identity"] for r in records if r["identity"] in train_people)
     rng = np.random.default_rng(seed)
-    names = list(rng.permutation(multi.identities))
+    names = list(rng.permutation(sorted(name for name, n in pictures.items() if n >= 2)))
     if max_identities:
         names = names[:max_identities]
     n_val = max(2, int(round(validation_fraction * len(names))))
