@@ -1,6 +1,8 @@
 # make run        the main job: fetch LFW, crop every face, train the cpu model (~40 min,
-#                 resumable), evaluate it, then serve the webcam dashboard on 127.0.0.1:8866
-#                 (each step skips what is already done; RUN=name and PORT=n choose others)
+#                 resumable) as models/make-cpu, evaluate it, then serve the webcam dashboard
+#                 on 127.0.0.1:8866 (each step skips what is already done; PRESET=smoke|cpu|gpu,
+#                 or FACELIB_PRESET, picks the preset and the run, make-<preset>; RUN=name and
+#                 PORT=n choose others)
 # make dashboard  only serve the dashboard
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
 # make bench  benchmarks; figures go to docs/benchmarks.md
@@ -17,8 +19,11 @@ ifneq ($(wildcard $(MIRROR_DIR)/lfw),)
 export FACELIB_MIRROR ?= $(MIRROR_DIR)
 endif
 
-# The model make run trains and the dashboard serves (a run name under models/).
-RUN ?= cpu-batch_hard-112
+# The preset make run trains with, and the model it trains and the dashboard serves (a
+# run name under models/): named after the preset, so that a model of one preset is
+# never taken for another's.
+PRESET ?= $(or $(FACELIB_PRESET),cpu)
+RUN ?= make-$(PRESET)
 # The dashboard's port on 127.0.0.1.
 PORT ?= 8866
 
@@ -34,9 +39,9 @@ install: $(VENV)/.installed
 
 run: install
 	$(BIN)/facelib fetch
-	$(BIN)/facelib preprocess
-	$(BIN)/facelib train --resume --name $(RUN)
-	$(BIN)/facelib evaluate --if-needed --model $(RUN)
+	$(BIN)/facelib preprocess --preset $(PRESET)
+	$(BIN)/facelib train --resume --name $(RUN) --preset $(PRESET)
+	FACELIB_PRESET=$(PRESET) $(BIN)/facelib evaluate --if-needed --model $(RUN)
 	$(MAKE) dashboard
 
 dashboard: install
@@ -52,10 +57,10 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/preprocess_speed.py
-	$(BIN)/python bench/train_speed.py --run models/cpu-batch_hard-112
-	$(BIN)/python bench/verify_speed.py --model models/cpu-batch_hard-112
-	$(BIN)/python bench/compare_models.py models/cpu-batch_hard-112 models/seed-style-random-relu
-	$(BIN)/python bench/dashboard_latency.py --model models/cpu-batch_hard-112
+	$(BIN)/python bench/train_speed.py --run models/$(RUN)
+	$(BIN)/python bench/verify_speed.py --model models/$(RUN)
+	$(BIN)/python bench/compare_models.py models/$(RUN) models/seed-style-random-relu
+	$(BIN)/python bench/dashboard_latency.py --model models/$(RUN)
 
 clean-venv:
 	rm -rf $(VENV)

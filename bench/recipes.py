@@ -38,6 +38,11 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "batch-hard with a hinge margin 0.2 instead of the soft margin",
         {"soft_margin": False},
     ),
+    "five-point": (
+        "hinge",
+        "crops aligned on YuNet's 5 landmarks (`facelib preprocess --detector yunet --five-point --margin 0.1`)",
+        {"crops": "lfw-deepfunneled-yunet-160-5pt"},
+    ),
     "cosface": (
         "hinge",
         "+ CosFace head (s 30, m 0.35) over the training identities",
@@ -72,12 +77,17 @@ def history(folder: Path) -> list[dict]:
 
 
 def row(name: str, folder: Path) -> str:
+    # Runs made before validation people were drawn independently of the crops
+    # (commit 5a66679) were moved to recipe-v1-NAME: compare them only with each other.
+    old_split = name.startswith("v1-")
+    name = name.removeprefix("v1-")
     parent, change, _ = RECIPES.get(name, (None, "?", {}))
     rows = history(folder)
     if not rows:
         return ""
     auc = [float(r["val_auc"]) for r in rows]
     speed = [float(r["images_per_second"]) for r in rows if r.get("images_per_second")]
+    speed = speed[1:] or speed  # the first epoch also builds the graph
     minutes = sum(float(r.get("train_seconds") or 0) for r in rows) / 60
     finished = (folder / "model.keras").is_file()
     test = ""
@@ -91,7 +101,7 @@ def row(name: str, folder: Path) -> str:
                 f"EER {100 * v1['eer']:.1f}%, TAR@FAR=1e-2 {100 * v1['tar_at_far_1e2']:.1f}%"
             )
     return (
-        f"| `{name}` | {parent or ''} | {change} | {len(rows)}{'' if finished else ' (running)'} | "
+        f"| `{name}`{' (v1 split)' if old_split else ''} | {parent or ''} | {change} | {len(rows)}{'' if finished else ' (running)'} | "
         f"{minutes:.0f} | {statistics.median(speed) if speed else float('nan'):.1f} | "
         f"{auc[-1]:.3f} | {max(auc):.3f} | {test} |"
     )
@@ -111,7 +121,9 @@ def table(models: Path) -> str:
         "# Training recipes\n\n"
         "Written by `python bench/recipes.py table` from the runs under `models/recipe-*/`.\n"
         f"Screening budget: {SCREEN['epochs']} epochs × {SCREEN['steps_per_epoch']} steps × 32 images. "
-        "Validation AUC is measured on held-out training-side people (300 same + 300 different pairs).\n"
+        "Validation AUC is measured on held-out training-side people (300 same + 300 different pairs). "
+        "Rows marked *v1 split* held out other people (chosen before commit 5a66679, from the people "
+        "with two usable Haar crops): compare them only with each other.\n"
         "Minutes and images/s are the training steps alone, on the machine below; they are only comparable "
         "between rows run under the same load.\n\n"
         f"Machine: {machine()}\n\n" + "\n".join(lines) + "\n\nCommands (each row):\n\n" + commands + "\n"

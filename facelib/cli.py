@@ -89,8 +89,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "crops": args.crops,
     }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = TrainConfig.preset(preset, **{**overrides, **TrainConfig.parse_settings(args.set or [])})
+    # A flag left out is None: the preset's value stays. --set values go through as given
+    # (`--set max_identities=none` lifts the preset's limit) and win over the flags.
+    cfg = TrainConfig.preset(preset, settings=TrainConfig.parse_settings(args.set or []), **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
     from facelib.model import read_card
@@ -143,7 +144,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     verdict = "same person" if result.same_person else "different people"
     print(f"distance {result.distance:.4f}  threshold {result.threshold:.4f}  →  {verdict}")
     for path, face in zip((args.image1, args.image2), result.faces, strict=True):
-        where = "whole image (no face found)" if face.whole_image else f"face at {face.box}"
+        where = "centre of the picture (no face found)" if face.whole_image else f"face at {face.box}"
         extra = (
             f", {face.faces_found} faces found: kept the largest, most central"
             if face.faces_found > 1
@@ -200,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run from its last epoch (or start it, or report it done)",
+        help="continue an interrupted run from its last epoch (or start it, or report it done "
+        "if it finished with the same settings)",
     )
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--steps", type=int, help="steps per epoch")
@@ -250,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("image2")
     ve.add_argument("--model", help=MODEL_HELP)
     ve.add_argument("--json", action="store_true", help="print the full result as JSON")
-    ve.add_argument("--whole-image", action="store_true", help="use the whole picture when no face is found")
+    ve.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="when no face is found, use the centre of the picture (the crop training used for such pictures)",
+    )
     ve.set_defaults(run=cmd_verify)
 
     em = verbs.add_parser("embed", help="embeddings of the face in each picture, to a .npy file")
@@ -259,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--model", help=MODEL_HELP)
     em.set_defaults(run=cmd_embed)
     return parser
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves, and how to go on, for the command that was stopped."""
+    if args.verb == "train":
+        # A plain `facelib train` refuses a folder holding an interrupted run: --resume.
+        return "interrupted; run it again with --resume to continue from the last finished epoch"
+    if args.verb in ("preprocess", "fetch"):
+        return "interrupted; run the same command again to continue"
+    return "interrupted"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"error: {interrupted_message(args)}", file=sys.stderr)
         return 130
     return 0
 

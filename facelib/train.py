@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.losses import CosFaceLoss, make_loss
-from facelib.model import build_embedding_model, build_training_model, save_model_folder
+from facelib.model import build_embedding_model, build_training_model, read_card, save_model_folder
 from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
 
 
@@ -87,11 +88,34 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.input_size < 32:
             raise ConfigError(f"input size {self.input_size} is too small (ResNet50 needs ≥ 32 px)")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, not {self.epochs}")
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be at least 1, not {self.steps_per_epoch}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be above 0, not {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be 0 or more, not {self.weight_decay}")
+        if self.weight_decay > 0 and self.optimizer != "adamw":
+            raise ConfigError(
+                f"weight_decay {self.weight_decay} needs optimizer adamw (optimizer is {self.optimizer!r}): "
+                "set optimizer=adamw, or weight_decay=0"
+            )
+        if self.mixed_precision and self.bfloat16:
+            raise ConfigError(
+                "mixed_precision (float16) and bfloat16 exclude each other: set one of them to false"
+            )
 
     @staticmethod
-    def preset(name: str, **overrides) -> TrainConfig:
-        """The preset's settings (config.PRESETS), with `overrides` that are not None."""
-        settings = {**config.preset(name).train, **{k: v for k, v in overrides.items() if v is not None}}
+    def preset(name: str, settings: dict | None = None, **overrides) -> TrainConfig:
+        """The preset's settings (config.PRESETS), then `overrides` that are not None
+        (None: keep the preset's), then `settings` as given (from --set, where None
+        is a value: `--set max_identities=none` lifts the preset's limit)."""
+        settings = {
+            **config.preset(name).train,
+            **{k: v for k, v in overrides.items() if v is not None},
+            **(settings or {}),
+        }
         unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise ConfigError(f"unknown training settings: {', '.join(sorted(unknown))}")
@@ -99,32 +123,68 @@ class TrainConfig:
 
     @staticmethod
     def parse_settings(items: list[str]) -> dict:
-        """`["p=16", "bfloat16=true"]` → {"p": 16, "bfloat16": True}, typed by the fields' defaults."""
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        """`["p=16", "bfloat16=true", "max_identities=none"]` → {"p": 16, "bfloat16": True,
+        "max_identities": None}, typed by the fields' annotations ("none" is None only
+        where a field may be None)."""
+        kinds = _field_kinds()
         settings = {}
         for item in items:
             key, sep, text = item.partition("=")
             key = key.strip().replace("-", "_")
-            if not sep or key not in defaults:
-                raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(defaults)}")
-            kind = type(defaults[key])
+            if not sep or key not in kinds:
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(kinds)}")
+            kind, optional = kinds[key]
             try:
-                if kind is bool:
+                if optional and text.strip().lower() in ("", "none"):
+                    value = None
+                elif kind is bool:
                     if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                         raise ValueError(text)
                     value = text.lower() in ("true", "1", "yes")
-                elif defaults[key] is None:
-                    value = None if text.lower() in ("", "none") else int(text) if text.isdigit() else text
                 else:
                     value = kind(text)
             except ValueError as exc:
-                raise ConfigError(f"--set {item!r}: {text!r} is not a valid {kind.__name__}") from exc
+                what = f"{kind.__name__} or none" if optional else kind.__name__
+                raise ConfigError(f"--set {item!r}: {text!r} is not a valid {what}") from exc
             settings[key] = value
         return settings
 
     @property
     def batch_images(self) -> int:
         return 3 * max(1, self.p * self.k // 3) if self.mining == "random" else self.p * self.k
+
+
+@functools.cache
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """Each TrainConfig field's type and whether it may be None, from its annotation
+    (`int | None` → (int, True))."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint)
+        if args:  # a union: X | None
+            (kind,) = [a for a in args if a is not type(None)]
+            kinds[name] = (kind, type(None) in args)
+        else:
+            kinds[name] = (hint, False)
+    return kinds
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """The settings in which a run's saved config.json differs from `cfg`, as
+    "epochs 8 → 20"; a setting the saved file lacks (written before it existed)
+    counts as its default."""
+    requested = json.loads(json.dumps(asdict(cfg)))
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    saved = {**defaults, **saved}
+
+    def show(value) -> str:
+        return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    return [
+        f"{key} {show(saved.get(key))} → {show(requested.get(key))}"
+        for key in [*requested, *(k for k in saved if k not in requested)]
+        if saved.get(key) != requested.get(key)
+    ]
 
 
 def default_run_name(cfg: TrainConfig, preset: str) -> str:
@@ -426,11 +486,36 @@ def history_summary(history_csv: Path) -> dict:
 # ----------------------------------------------------------------------- training
 
 
+def _missing_crops_message(crops_root: Path) -> str:
+    """No crops where the config says: name the crop folders that do exist (made with
+    other settings, e.g. --detector yunet), or say how to make them."""
+    parent = crops_root.parent
+    found = (
+        sorted(p.name for p in parent.iterdir() if (p / "manifest.csv").is_file()) if parent.is_dir() else []
+    )
+    if not found:
+        return f"no face crops in {crops_root}: run `facelib preprocess` first"
+    return (
+        f"no face crops in {crops_root}; crop folders there: {', '.join(found)}: "
+        "pass --crops NAME (or --set crops=NAME) to train on one of them, "
+        "or run `facelib preprocess` with the settings that make this one"
+    )
+
+
 def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:
     """What re-running a notebook should do: return a finished run, resume an
     interrupted one, or start a new one."""
     folder = config.models_dir() / run_name
     if is_finished(folder):
+        saved = _saved_config(folder)
+        if saved is None:  # config.json lost: the card holds the same settings
+            saved = read_card(folder).get("config")
+        differences = config_differences(saved, cfg) if saved is not None else []
+        if differences:
+            raise ConfigError(
+                f"{run_name} already finished with other settings ({', '.join(differences)}); "
+                "choose another --name"
+            )
         if (folder / "backup").exists():
             remove_backup(folder / "backup")  # killed after saving, before this clean-up
         print(f"{run_name} is already trained: {folder}")
@@ -449,7 +534,25 @@ def train(
     """Train and save `models/<run_name>/`; returns that folder. `data` replaces the
     P×K stream (an infinite dataset of (images, labels) batches), e.g. in tests.
     On a non-chief worker of a multi-worker run nothing is written there (the chief
-    writes it, maybe on another machine) and the chief's folder is returned."""
+    writes it, maybe on another machine) and the chief's folder is returned.
+
+    Training sets Keras's global dtype policy (bfloat16, mixed_precision); it is
+    restored afterwards, so later code in the process (a notebook) runs as before."""
+    policy_before = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, run_name, resume, extra_callbacks, verbose, data)
+    finally:
+        keras.mixed_precision.set_global_policy(policy_before)
+
+
+def _train(
+    cfg: TrainConfig,
+    run_name: str,
+    resume: bool,
+    extra_callbacks: list[keras.callbacks.Callback] | None,
+    verbose: int | str,
+    data: tf.data.Dataset | None,
+) -> Path:
     dist = strategy()  # first: a multi-worker strategy must exist before any TF op runs
     # Only the chief (worker 0) writes models/<run>/: the other workers would race it
     # on shared storage, or leave partial copies on their own machines.
@@ -488,8 +591,16 @@ def train(
         )
     if done and saved is None:
         raise ConfigError(f"{folder} has a backup but no config.json; start a new run with another --name")
-    if done and saved != json.loads(json.dumps(asdict(cfg))):
-        raise ConfigError(f"--resume needs the settings {run_name} started with; they differ: {saved}")
+    differences = config_differences(saved, cfg) if done else []
+    if differences:
+        raise ConfigError(
+            f"--resume needs the settings {run_name} started with; they differ ({', '.join(differences)}): "
+            "resume with those, or choose another --name"
+        )
+    # Before anything is written: a run folder is no place to find out the crops are missing.
+    crops_root = config.processed_dir() / cfg.crops
+    if not (crops_root / "manifest.csv").is_file():
+        raise FacelibError(_missing_crops_message(crops_root))
     if chief:
         keep_history(history_csv, done)
         if not done and backup.exists():
@@ -497,9 +608,6 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "config.json", asdict(cfg))
 
-    crops_root = config.processed_dir() / cfg.crops
-    if not (crops_root / "manifest.csv").is_file():
-        raise FacelibError(f"no face crops in {crops_root}: run `facelib preprocess` first")
     split = training_split(crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities)
     train_faces = split.train.with_at_least(2)
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
@@ -579,6 +687,15 @@ def train(
         print(f"{run_name}: all {cfg.epochs} epochs were trained before it stopped; saving the model")
     if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
+    if keras.mixed_precision.global_policy().name != "float32":
+        # Layers keep the policy they were built under, and a saved model keeps its
+        # layers' policies: rebuilt in float32, the saved model (and verify, evaluate)
+        # computes in full precision whatever precision it was trained in.
+        keras.mixed_precision.set_global_policy("float32")
+        with dist.scope():
+            full = build_embedding_model(cfg.input_size, cfg.embedding_dim, None, cfg.head)
+            full.set_weights(embedding_model.get_weights())
+        embedding_model = full
     model = embedding_model  # what is saved and scored: a classifier head was for training only
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
     if not chief:

@@ -142,3 +142,93 @@ def test_train_set_refuses_an_unknown_or_mistyped_setting():
         result = _facelib("train", "--preset", "smoke", "--name", "never-made", bad)
         assert result.returncode == 1, result.stdout
         assert result.stderr.startswith("error: --set") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_set_values_reach_the_config_as_given(monkeypatch, capsys):
+    import facelib.train
+    from facelib.errors import FacelibError
+
+    seen = []
+
+    def fake_train(cfg, name, **kwargs):
+        seen.append((cfg, name))
+        raise FacelibError("stopped before training")
+
+    monkeypatch.setattr(facelib.train, "train", fake_train)
+    argv = ["train", "--preset", "smoke", "--name", "never-made", "--epochs", "3"]
+    assert main([*argv, "--set", "max_identities=none", "--set", "weights=none"]) == 1
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == ["error: stopped before training"] * 2
+    (lifted, _), (plain, _) = seen
+    assert (lifted.max_identities, lifted.weights, lifted.epochs) == (None, None, 3)
+    assert (plain.max_identities, plain.epochs) == (24, 3)  # the preset's, where no --set says otherwise
+
+
+def test_train_resume_of_a_finished_run_with_other_settings_is_one_clear_line(smoke_model, capsys):
+    argv = ["train", "--preset", "smoke", "--name", smoke_model.name, "--resume"]
+    assert main([*argv, "--epochs", "20"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"error: {smoke_model.name} already finished with other settings (epochs 2 → 20); choose another --name"
+    ]
+    assert "Traceback" not in captured.out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "--preset", "smoke"],
+            "run it again with --resume to continue from the last finished epoch",
+        ),
+        (["preprocess", "--preset", "smoke"], "run the same command again to continue"),
+        (["fetch"], "run the same command again to continue"),
+        (["evaluate"], None),
+        (["verify", "a.jpg", "b.jpg"], None),
+    ],
+)
+def test_ctrl_c_says_how_to_go_on_for_each_command(monkeypatch, capsys, argv, message):
+    import facelib.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for command in ("cmd_train", "cmd_preprocess", "cmd_fetch", "cmd_evaluate", "cmd_verify"):
+        monkeypatch.setattr(facelib.cli, command, interrupted)
+    assert main(argv) == 130
+    expected = f"error: interrupted; {message}" if message else "error: interrupted"
+    assert capsys.readouterr().err.splitlines() == [expected]
+
+
+def test_verify_names_the_centre_crop_when_no_face_was_found(monkeypatch, capsys):
+    import facelib.verification as verification
+
+    result = verification.VerifyResult(
+        distance=0.5,
+        threshold=0.7,
+        same_person=True,
+        faces=[
+            verification.FaceFound(box=None, faces_found=0, whole_image=True),
+            verification.FaceFound(box=(1, 2, 30, 30), faces_found=1),
+        ],
+        detector="haar",
+        model="models/m",
+        threshold_source="card",
+        timings_ms={"total": 12.0},
+    )
+
+    class FakeVerifier:
+        def __init__(self, model, no_face):
+            assert no_face == "whole"
+
+        def verify(self, a, b):
+            return result
+
+    monkeypatch.setattr(verification, "FaceVerifier", FakeVerifier)
+    assert main(["verify", "a.jpg", "b.jpg", "--whole-image"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "  a.jpg: centre of the picture (no face found)"
+    assert lines[2] == "  b.jpg: face at (1, 2, 30, 30)"
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    assert "use the centre of the picture" in " ".join(capsys.readouterr().out.split())

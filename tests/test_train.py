@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import keras
 import numpy as np
@@ -10,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from facelib import config, datasets
-from facelib.errors import ConfigError
+from facelib.errors import ConfigError, FacelibError
 from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
 from facelib.pipeline import FaceSet, pk_indices, random_triplet_indices, training_split
-from facelib.train import Backup, TrainConfig, keep_history, read_backup, train
+from facelib.preprocess import read_manifest
+from facelib.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
 
 
 def _faces(counts):
@@ -61,7 +63,27 @@ def test_training_identities_come_only_from_view1_train(smoke_crops):
     assert set(split.train.identities) <= train_people
     assert not set(split.train.identities) & test_people
     assert not set(split.validation.identities) & set(split.train.identities)
-    assert all(c >= 2 for c in split.validation.counts)
+    pictures = Counter(r["identity"] for r in read_manifest(smoke_crops))
+    assert all(pictures[name] >= 2 for name in split.validation.identities)
+
+
+def test_validation_people_do_not_depend_on_what_the_detector_found(smoke_crops, tmp_path):
+    """Crops made another way (here: all but one picture of a person turned into
+    failures) must hold out the same people, or validation AUCs of two crop policies
+    would be measured on different people."""
+    import shutil
+
+    other = tmp_path / "other-crops"
+    shutil.copytree(smoke_crops, other)
+    rows = read_manifest(other)
+    victim = training_split(smoke_crops).validation.identities[0]
+    for row in [r for r in rows if r["identity"] == victim][1:]:
+        row.update(status="failed", crop="")
+    with open(other / "manifest.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert training_split(other).validation.identities == training_split(smoke_crops).validation.identities
 
 
 def test_save_then_load_gives_identical_embeddings(tmp_path):
@@ -219,11 +241,85 @@ def test_settings_from_the_command_line_are_typed_and_checked():
         "max_identities": 24,
         "weights": None,
     }
-    for bad in ["nosuch=1", "p=two", "bfloat16=maybe", "p"]:
-        with pytest.raises(ConfigError):
+    assert TrainConfig.parse_settings(["weights=imagenet", "max_identities=none"]) == {
+        "weights": "imagenet",
+        "max_identities": None,
+    }
+    for bad in ["nosuch=1", "p=two", "bfloat16=maybe", "p", "max_identities=abc", "epochs=none"]:
+        with pytest.raises(ConfigError, match="^--set"):
             TrainConfig.parse_settings([bad])
     with pytest.raises(ConfigError, match="classifier"):
         TrainConfig.preset("smoke", classifier="arcsoft")
+
+
+def test_set_values_reach_the_config_as_given_and_plain_none_keeps_the_preset():
+    assert TrainConfig.preset("smoke").max_identities == 24
+    assert TrainConfig.preset("smoke", max_identities=None).max_identities == 24  # a flag left out
+    settings = TrainConfig.parse_settings(["max_identities=none"])
+    assert TrainConfig.preset("smoke", settings=settings).max_identities is None
+    # --set wins over a plain flag
+    assert TrainConfig.preset("smoke", settings={"epochs": 5}, epochs=3).epochs == 5
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be at least 1"),
+        ({"learning_rate": 0.0}, "learning_rate must be above 0"),
+        ({"learning_rate": -1e-3}, "learning_rate must be above 0"),
+        ({"learning_rate": float("nan")}, "learning_rate must be above 0"),
+        ({"weight_decay": 5e-4}, "weight_decay 0.0005 needs optimizer adamw"),
+        ({"weight_decay": -1.0, "optimizer": "adamw"}, "weight_decay must be 0 or more"),
+        ({"mixed_precision": True, "bfloat16": True}, "exclude each other"),
+    ],
+)
+def test_impossible_settings_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.preset("smoke", settings=settings)
+
+
+def test_settings_that_fit_together_are_accepted():
+    cfg = TrainConfig.preset("smoke", settings={"optimizer": "adamw", "weight_decay": 5e-4, "epochs": 1})
+    assert (cfg.optimizer, cfg.weight_decay, cfg.epochs) == ("adamw", 5e-4, 1)
+    assert TrainConfig.preset("gpu").mixed_precision and not TrainConfig.preset("gpu").bfloat16
+    assert TrainConfig.preset("gpu", settings={"mixed_precision": False, "bfloat16": True}).bfloat16
+
+
+def test_a_finished_run_asked_for_other_settings_is_refused(smoke_model):
+    run = smoke_model.name
+    cfg = TrainConfig.preset("smoke")
+    config_json = (smoke_model / "config.json").read_text()
+    assert train_or_resume(cfg, run, verbose=0) == smoke_model  # the same settings: done
+    with pytest.raises(ConfigError) as refused:
+        train_or_resume(TrainConfig.preset("smoke", epochs=cfg.epochs + 18), run, verbose=0)
+    assert str(refused.value) == (
+        f"{run} already finished with other settings (epochs {cfg.epochs} → {cfg.epochs + 18}); "
+        "choose another --name"
+    )
+    with pytest.raises(
+        ConfigError, match=r"other settings \(mining batch_hard → random, max_identities 24 → none\)"
+    ):
+        train_or_resume(
+            TrainConfig.preset("smoke", settings={"mining": "random", "max_identities": None}), run
+        )
+    assert (smoke_model / "config.json").read_text() == config_json  # nothing rewritten
+
+
+def test_missing_crops_are_found_before_the_run_folder_is_made(smoke_crops, monkeypatch, tmp_path):
+    cfg = TrainConfig.preset("smoke", crops="lfw-deepfunneled-yunet-160")
+    with pytest.raises(FacelibError) as missing:
+        train(cfg, "no-such-crops", verbose=0)
+    message = str(missing.value)
+    assert message.startswith(f"no face crops in {config.processed_dir() / 'lfw-deepfunneled-yunet-160'}; ")
+    assert smoke_crops.name in message.split("crop folders there: ")[1].split(":")[0]
+    assert "pass --crops NAME (or --set crops=NAME)" in message and "\n" not in message
+    assert not (config.models_dir() / "no-such-crops").exists()
+
+    monkeypatch.setenv("FACELIB_HOME", str(tmp_path))  # no crops at all
+    with pytest.raises(FacelibError, match=r"no face crops in .*: run `facelib preprocess` first$"):
+        train(cfg, "no-crops-at-all", verbose=0)
+    assert not (tmp_path / "models" / "no-crops-at-all").exists()
 
 
 def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crops):
@@ -232,10 +328,9 @@ def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crop
     cfg = TrainConfig.preset(
         "smoke", classifier="cosface", bfloat16=True, optimizer="adamw", weight_decay=5e-4, soft_margin=False
     )
-    try:
-        folder = train(cfg, "cosface-smoke", verbose=0)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")  # global: later tests expect float32
+    assert keras.mixed_precision.global_policy().name == "float32"
+    folder = train(cfg, "cosface-smoke", verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored by train()
     with open(folder / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == cfg.epochs
@@ -243,6 +338,11 @@ def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crop
     assert all(float(r["images_per_second"]) > 0 and float(r["train_seconds"]) > 0 for r in rows)
     model, card = load_model_folder(folder)
     assert not any(layer.name == "cosines" for layer in model.layers)
+    # Trained in bfloat16, saved in float32: verify and evaluate compute in full precision.
+    layers = list(model._flatten_layers(include_self=False))  # the ResNet50's own layers too
+    assert len(layers) > 100
+    assert {layer.dtype_policy.name for layer in layers} == {"float32"}
+    assert all(w.dtype == "float32" for w in model.weights)
     images = (
         np.random.default_rng(0).integers(0, 256, (2, cfg.input_size, cfg.input_size, 3)).astype("float32")
     )
