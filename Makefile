@@ -44,9 +44,12 @@ run: install
 	FACELIB_PRESET=$(PRESET) $(BIN)/facelib evaluate --if-needed --model $(RUN)
 	$(MAKE) dashboard
 
+# The websocket setting: a picture past tornado's 10 MiB default would close the
+# kernel's connection instead of getting the dashboard's own "too large" message (8 MB).
 dashboard: install
 	@echo "dashboard: open http://127.0.0.1:$(PORT) in your browser (Ctrl-C stops it)"
-	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1
+	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1 \
+		--Voila.tornado_settings='{"websocket_max_message_size": 104857600}'
 
 lint: install
 	$(BIN)/ruff check facelib tests bench

@@ -2,7 +2,7 @@
 under Voilà.
 
     from facelib.dashboard import Dashboard
-    Dashboard().widget        # display it in a notebook, or serve notebook 04 with Voilà
+    Dashboard()               # display it in a notebook, or serve notebook 04 with Voilà
 
 The state and every decision live in facelib.dashboard_controller; this module lays
 out the widgets, speaks ipywebrtc's camera protocol and shows what the controller
@@ -10,6 +10,10 @@ returns. A button asks the recorder for a frame, and the frame comes back when
 `recorder.recording` turns False (watching `recorder.image` would miss identical
 frames). A request the browser never answers is dropped after `frame_timeout_s`.
 Every callback reports errors in the page: under Voilà an uncaught one would vanish.
+
+Displayed, a Dashboard is its widget, with a plain-text form that names the model it
+serves ("facelib dashboard: model NAME (folder), threshold T") or why there is none:
+Voilà puts that text in the page's HTML, where tests/test_main_command.py reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import sys
 import threading
 import time
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import ipywidgets as w
 
+from facelib import dashboard_controller
 from facelib.dashboard_controller import (
     FRAME_TIMEOUT_S,
     PROBE_TARGETS,
@@ -38,9 +44,38 @@ log = logging.getLogger(__name__)
 
 TITLE = "<h2>facelib · face verification</h2>"
 NO_MODEL = (
-    "No trained model yet. Make one with <code>make run</code> (or "
-    "<code>facelib train --preset cpu</code> then <code>facelib evaluate</code>), then reload this page."
+    "No trained model yet. Make one with `make run` (or "
+    "`facelib train --preset cpu` then `facelib evaluate`), then reload this page."
 )
+SERVE_ANOTHER = "Serve one of them with `make dashboard RUN=<name>`."
+
+
+def _html(text: str) -> str:
+    """Plain text to HTML, `code` in backquotes shown as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def no_model_message(model: str | Path | None, exc: Exception) -> str:
+    """Why the page has no model, and what to do, as plain text: no model trained at
+    all; the one asked for (FACELIB_MODEL, which `make dashboard RUN=…` sets) does not
+    exist while others do; or the model there is cannot be used."""
+    from facelib import config
+    from facelib.model import resolve_model_folder, trained_run_names
+
+    runs = trained_run_names()
+    if not runs:
+        return f"{NO_MODEL} ({exc})"
+    listed = ", ".join(f"`{run}`" for run in runs)
+    if model:
+        try:
+            resolve_model_folder(model)
+        except FacelibError:
+            return (
+                f"Model `{model}` was asked for (FACELIB_MODEL) but there is no such run, nor such a "
+                f"folder. Trained runs in {config.models_dir()}: {listed}. {SERVE_ANOTHER}"
+            )
+    which = f"Model `{model}`" if model else "The newest model"
+    return f"{which} cannot be used: {exc}. Trained runs: {listed}. {SERVE_ANOTHER}"
 
 
 def _log_to_server_log() -> None:
@@ -89,7 +124,7 @@ def verdict_html(verdict: Verdict, sequence: int) -> str:
 
 class Dashboard:
     """The page. `controller` holds the state; None when no model could be loaded (the
-    page then says how to make one)."""
+    page then says why, and what to do)."""
 
     def __init__(
         self,
@@ -108,18 +143,36 @@ class Dashboard:
         self._live_thread: threading.Thread | None = None
         self._camera_lock = threading.Lock()  # asking for a frame vs dropping a stale request
         self._resetting_recorder = False
+        self.problem = ""  # plain text: why there is no model
         try:
             self.controller = DashboardController.for_model(
                 model, gallery_folder, frame_timeout_s=frame_timeout_s
             )
         except FacelibError as exc:
-            self._say_html(f"{NO_MODEL}<br><small>({html.escape(str(exc))})</small>", "error")
+            self.problem = no_model_message(model, exc)
+            self._say_html(_html(self.problem), "error")
             return
         except Exception as exc:
             log.exception("dashboard: loading model %s failed", model)
-            self._say(unexpected_error_message(exc), "error")
+            self.problem = unexpected_error_message(exc)
+            self._say(self.problem, "error")
             return
         self._build(camera)
+
+    def summary(self) -> str:
+        """One line of plain text: the model served, or why there is none."""
+        verifier = self.verifier
+        if verifier is None:
+            return f"facelib dashboard: no model. {self.problem}"
+        return (
+            f"facelib dashboard: model {verifier.folder.name} ({verifier.folder}), "
+            f"threshold {verifier.threshold:.3f}"
+        )
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, whose plain-text form (the one shown without a widget front end,
+        and written into Voilà's HTML) is the summary."""
+        return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": self.summary()}
 
     @property
     def verifier(self):
@@ -144,7 +197,7 @@ class Dashboard:
         self.live = w.ToggleButton(description="Live", icon="video", tooltip="verify continuously")
         self.live.observe(self._on_live, names="value")
 
-        capture_buttons = {}
+        self.capture_buttons = {}
         for target, label in [
             ("reference", "Capture reference"),
             ("probe", "Capture probe"),
@@ -152,9 +205,9 @@ class Dashboard:
         ]:
             button = w.Button(description=label)
             button.on_click(lambda _, target=target: self.capture(target))
-            capture_buttons[target] = button
-        delete = w.Button(description="Delete", icon="trash")
-        delete.on_click(lambda _: self.delete(self.people.value))
+            self.capture_buttons[target] = button
+        self.delete_button = w.Button(description="Delete", icon="trash")
+        self.delete_button.on_click(lambda _: self.delete(self.people.value))
 
         self.uploads = {}
         for target in ("reference", "probe", "enroll"):
@@ -186,17 +239,20 @@ class Dashboard:
         self._refresh_people()
         controls = w.VBox(
             [
-                capture_buttons["reference"],
-                capture_buttons["probe"],
+                self.capture_buttons["reference"],
+                self.capture_buttons["probe"],
                 self.live,
-                w.HBox([self.name, capture_buttons["enroll"]]),
+                w.HBox([self.name, self.capture_buttons["enroll"]]),
             ]
         )
+        # Uploads travel over the kernel's websocket, which drops a message over 10 MiB
+        # (tornado's default): the limit stays below that, so it is what refuses a picture.
+        limit = w.HTML(f"<small>Pictures up to {dashboard_controller.MAX_UPLOAD_BYTES / 1e6:g} MB.</small>")
         self.widget.children = [
             header,
             self.message,
             w.HBox([*camera_box, controls]),
-            w.HBox(list(self.uploads.values())),
+            w.HBox([*self.uploads.values(), limit]),
             w.HBox(
                 [
                     w.VBox([w.HTML("<b>Reference</b>"), self.reference_view, self.reference_crop]),
@@ -205,7 +261,7 @@ class Dashboard:
                 ]
             ),
             w.HTML("<b>Gallery</b> (enrolled people)"),
-            w.HBox([self.people, delete]),
+            w.HBox([self.people, self.delete_button]),
         ]
 
     def _say(self, text: str, kind: str = "info") -> None:
@@ -250,12 +306,9 @@ class Dashboard:
     # ================================================================= pictures
 
     @_reporting_errors
-    def handle_image(self, target: str, data: bytes, source: str = "camera") -> None:
-        """One picture for reference, probe, live or enroll (with the name typed in)."""
-        self.show(self.controller.handle_picture(target, data, source, self.name.value))
-
-    @_reporting_errors
     def _on_upload(self, target: str, change) -> None:
+        """A file from an upload button, for reference, probe or enroll (with the name
+        typed in)."""
         files = change["new"]
         if not files:
             return

@@ -33,7 +33,10 @@ from facelib.gallery import Gallery, Identity, model_id
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 15_000_000
+# Under Voilà an upload reaches the kernel as one websocket message, and tornado drops the
+# connection on a message over 10 MiB (its default websocket_max_message_size): a limit
+# above that could never refuse anything, the picture would just vanish. 8 MB leaves room.
+MAX_UPLOAD_BYTES = 8_000_000
 FRAME_TIMEOUT_S = 5.0
 PROBE_TARGETS = ("probe", "live")  # "live": a probe taken by live mode
 TARGETS = ("reference", *PROBE_TARGETS, "enroll")

@@ -7,6 +7,7 @@ import time
 from types import SimpleNamespace
 
 import cv2
+import ipywidgets as w
 import numpy as np
 import pytest
 
@@ -147,12 +148,42 @@ def test_gallery_identifies_another_picture_of_the_enrolled_person_not_someone_e
 
 
 # ===================================================================== the page
+# Driven as the browser drives it: a picked file arrives as the upload widget's new
+# value, a button is clicked, a camera frame arrives as the recorder's image followed
+# by `recording` turning False. Each goes through the widget's deserialiser (set_state).
+
+
+def _upload(board, target, data, name="upload.jpg", claimed_size=None):
+    """What the browser sends when a file is picked on board's `Upload <target>` button."""
+    size = len(data) if claimed_size is None else claimed_size
+    picked = {
+        "name": name,
+        "type": "image/jpeg",
+        "size": size,
+        "content": memoryview(data),
+        "last_modified": 0,
+    }
+    board.uploads[target].set_state({"value": [picked]})
+
+
+def _frame(board, data):
+    """The browser answering a frame request: the picture, then `recording` off."""
+    assert board.recorder.recording, "no frame was asked for"
+    board.recorder.image.set_state({"value": memoryview(data)})
+    board.recorder.set_state({"recording": False})
+
+
+def _capture(board, target, data):
+    """Click `Capture <target>`, and the camera sends `data`."""
+    board.capture_buttons[target].click()
+    _frame(board, data)
 
 
 def test_reference_then_probe_shows_distance_and_verdict(board, bush):
-    board.handle_image("reference", _bytes(bush[0]), source="a.jpg")
+    _capture(board, "reference", _bytes(bush[0]))
+    assert "camera: face found" in board.message.value
     assert "Capture or upload" in board.result.value  # nothing to compare yet
-    board.handle_image("probe", _bytes(bush[1]), source="b.jpg")
+    _upload(board, "probe", _bytes(bush[1]), name="b.jpg")
     controller = board.controller
     distance = float(board.result.value.split('facelib-distance">')[1].split("<")[0])
     expected = float(np.linalg.norm(controller.reference.embedding - controller.probe.embedding))
@@ -162,18 +193,21 @@ def test_reference_then_probe_shows_distance_and_verdict(board, bush):
     assert 'data-seq="1"' in board.result.value
     assert board.reference_view.value and board.probe_crop.value
     assert "b.jpg: face found" in board.message.value and "#b00020" not in board.message.value
+    assert board.uploads["probe"].value == ()  # cleared, so the same file can be picked again
 
 
 def test_bad_pictures_give_messages_not_tracebacks(board, bush):
-    board.handle_image("reference", _bytes(bush[0]))
+    _upload(board, "reference", _bytes(bush[0]))
     before = board.result.value
     blank = cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes()
-    board.handle_image("probe", blank, source="wall.jpg")
+    _upload(board, "probe", blank, name="wall.jpg")
     assert "wall.jpg" in board.message.value and "no face found" in board.message.value
-    board.handle_image("probe", b"GIF89a this is no image", source="notes.txt")
+    _upload(board, "probe", b"GIF89a this is no image", name="notes.txt")
     assert "notes.txt" in board.message.value and "not an image" in board.message.value
-    board.handle_image("probe", _bytes(bush[1])[:2000], source="cut.jpg")
+    _upload(board, "probe", _bytes(bush[1])[:2000], name="cut.jpg")
     assert "truncated" in board.message.value
+    _capture(board, "probe", blank)
+    assert "camera" in board.message.value and "no face found" in board.message.value
     assert board.result.value == before and board.controller.probe is None
 
 
@@ -184,16 +218,27 @@ def test_upload_limit_counts_the_bytes_received_not_the_size_claimed(board, bush
     monkeypatch.setattr(board.verifier, "face_crop", lambda *a: analysed.append(a) or face_crop(*a))
     jpeg = _bytes(bush[0])
     assert len(jpeg) > 4_000
-    lying = {"name": "huge.jpg", "size": 10, "content": memoryview(jpeg)}
-    board._on_upload("probe", {"new": (lying,)})
+    _upload(board, "probe", jpeg, name="huge.jpg", claimed_size=10)
     assert "huge.jpg is too large" in board.message.value and "limit is 0.004 MB" in board.message.value
     assert analysed == [] and board.controller.probe is None and not board.probe_view.value
     assert board.uploads["probe"].value == ()  # cleared, so the same file can be tried again
 
 
-def test_upload_goes_through_the_same_handler(board, bush):
-    claims_too_much = {"name": "ref.jpg", "size": 50_000_000, "content": memoryview(_bytes(bush[0]))}
-    board._on_upload("reference", {"new": (claims_too_much,)})
+def test_the_upload_limit_stays_below_what_the_kernel_websocket_carries(board):
+    # tornado closes a websocket on a message over 10 MiB; above that, an upload would
+    # never reach the check (tests/test_dashboard_browser.py sends one just over the limit).
+    assert dashboard_controller.MAX_UPLOAD_BYTES <= 10 * 1024 * 1024 - 100_000
+    assert f"Pictures up to {dashboard_controller.MAX_UPLOAD_BYTES / 1e6:g} MB" in _texts(board.widget)
+
+
+def _texts(widget) -> str:
+    """Every HTML widget's text under `widget`."""
+    own = widget.value if isinstance(widget, w.HTML) else ""
+    return own + "".join(_texts(child) for child in getattr(widget, "children", ()))
+
+
+def test_an_upload_claiming_too_much_is_still_analysed(board, bush):
+    _upload(board, "reference", _bytes(bush[0]), name="ref.jpg", claimed_size=50_000_000)
     assert board.controller.reference is not None and "ref.jpg: face found" in board.message.value
 
 
@@ -202,15 +247,19 @@ def test_unexpected_errors_are_shown_and_logged_with_their_traceback(board, bush
         raise RuntimeError("detector exploded")
 
     monkeypatch.setattr(board.verifier, "face_crop", broken)
-    upload = {"name": "a.jpg", "size": 10, "content": memoryview(_bytes(bush[0]))}
     with caplog.at_level(logging.ERROR, logger="facelib"):
-        board._on_upload("probe", {"new": (upload,)})
+        _upload(board, "probe", _bytes(bush[0]), name="a.jpg")
     assert (
         "Something went wrong: RuntimeError: detector exploded; details in the server log."
         in board.message.value
     )
     assert "Traceback" in caplog.text and 'raise RuntimeError("detector exploded")' in caplog.text
     assert board.controller.probe is None and not board.controller.busy.locked()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="facelib"):
+        _capture(board, "probe", _bytes(bush[0]))
+    assert "RuntimeError: detector exploded" in board.message.value and "Traceback" in caplog.text
+    assert not board.controller.busy.locked() and board.controller.pending is None
 
 
 def test_unexpected_errors_outside_the_controller_are_shown_too(board, monkeypatch, caplog):
@@ -219,7 +268,7 @@ def test_unexpected_errors_outside_the_controller_are_shown_too(board, monkeypat
 
     monkeypatch.setattr(board.controller, "delete", broken)
     with caplog.at_level(logging.ERROR, logger="facelib"):
-        board.delete("George")
+        board.delete_button.click()
     assert "Something went wrong: OSError: disk gone" in board.message.value
     assert "Traceback" in caplog.text
 
@@ -227,51 +276,57 @@ def test_unexpected_errors_outside_the_controller_are_shown_too(board, monkeypat
 def test_gallery_enroll_identify_delete_and_persist(smoke_model, gallery_dir, lfw_root):
     enrolled = lfw_root / "Adel_Al-Jubeir" / "Adel_Al-Jubeir_0001.jpg"
     board = Dashboard(smoke_model, gallery_folder=gallery_dir)
-    board.handle_image("probe", _bytes(enrolled))
+    _upload(board, "probe", _bytes(enrolled))
     assert "Gallery empty" in board.identity.value
     board.name.value = "Adel"
-    board.handle_image("enroll", _bytes(enrolled))
+    _capture(board, "enroll", _bytes(enrolled))
     assert "Enrolled Adel" in board.message.value and board.people.options == (("Adel", "Adel"),)
-    board.handle_image("probe", _bytes(lfw_root / "Adel_Al-Jubeir" / "Adel_Al-Jubeir_0002.jpg"))
+    _upload(board, "probe", _bytes(lfw_root / "Adel_Al-Jubeir" / "Adel_Al-Jubeir_0002.jpg"))
     assert "<b>Adel</b>" in board.identity.value
-    board.handle_image("probe", _bytes(lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"))
+    _capture(board, "probe", _bytes(lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"))
     assert "<b>unknown</b>" in board.identity.value
+    board.name.value = "Serena"
+    _upload(board, "enroll", _bytes(lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"))
+    assert "Enrolled Serena" in board.message.value and board.gallery.names() == ["Adel", "Serena"]
 
     again = Dashboard(smoke_model, gallery_folder=gallery_dir)  # loaded from disk
-    assert again.gallery.names() == ["Adel"] and again.people.options[0][1] == "Adel"
-    again.delete("Adel")
-    assert again.gallery.names() == [] and not list(gallery_dir.glob("*.jpg"))
-    assert "Deleted Adel" in again.message.value and again.people.options == ()
-    assert Dashboard(smoke_model, gallery_folder=gallery_dir).gallery.names() == []
+    assert again.gallery.names() == ["Adel", "Serena"] and again.people.options[0][1] == "Adel"
+    again.people.value = "Adel"
+    again.delete_button.click()
+    assert again.gallery.names() == ["Serena"] and len(list(gallery_dir.glob("*.jpg"))) == 1
+    assert "Deleted Adel" in again.message.value and again.people.options == (("Serena", "Serena"),)
+    assert Dashboard(smoke_model, gallery_folder=gallery_dir).gallery.names() == ["Serena"]
 
 
 def test_enroll_needs_a_name(board, bush):
     board.name.value = "  "
-    board.capture("enroll")
+    board.capture_buttons["enroll"].click()
     assert "name" in board.message.value and board.controller.pending is None
-    board.handle_image("enroll", _bytes(bush[0]))
+    assert not board.recorder.recording  # the browser was not asked for a frame
+    _upload(board, "enroll", _bytes(bush[0]))
     assert "name" in board.message.value and board.gallery.names() == []
 
 
 def test_gallery_of_another_model_is_flagged_not_mixed(smoke_model, gallery_dir, bush):
     board = Dashboard(smoke_model, gallery_folder=gallery_dir)
     board.name.value = "George"
-    board.handle_image("enroll", _bytes(bush[0]))
+    _upload(board, "enroll", _bytes(bush[0]))
     index = gallery_dir / "gallery.json"
     data = json.loads(index.read_text())
     data["entries"][0]["model_id"] = "some-other-model@2020"
     index.write_text(json.dumps(data))
     other = Dashboard(smoke_model, gallery_folder=gallery_dir)
     assert "another model" in other.people.options[0][0]
-    other.handle_image("probe", _bytes(bush[0]))  # distance 0 to George's entry, were it used
+    _capture(other, "probe", _bytes(bush[0]))  # distance 0 to George's entry, were it used
     assert "George" not in other.identity.value and "Gallery empty" in other.identity.value
 
 
 def test_camera_frames_arrive_when_recording_stops(board, bush):
-    board.capture("probe")
+    board.capture_buttons["probe"].click()
     assert board.recorder.recording and board.controller.pending.target == "probe"
-    board.recorder.image.value = _bytes(bush[2])
-    board.recorder.recording = False  # what the browser does once the frame is sent
+    board.recorder.image.set_state({"value": memoryview(_bytes(bush[2]))})
+    assert board.controller.probe is None  # the picture alone is not the answer yet
+    board.recorder.set_state({"recording": False})
     assert board.controller.probe is not None and board.controller.pending is None
     assert "camera: face found" in board.message.value and board.probe_view.value
 
@@ -309,13 +364,59 @@ def test_live_mode_recovers_when_the_camera_never_answers(smoke_model, gallery_d
 
 def test_a_capture_that_never_arrives_is_reported(smoke_model, gallery_dir):
     board = Dashboard(smoke_model, gallery_folder=gallery_dir, frame_timeout_s=0.2)
-    board.capture("reference")
+    board.capture_buttons["reference"].click()
     assert _wait_for(lambda: "no frame within 0.2 s" in board.message.value)
     assert "click again" in board.message.value
     assert board.controller.pending is None and board.recorder.recording is False
 
 
-def test_without_a_model_the_page_says_how_to_make_one(tmp_path):
-    board = Dashboard(tmp_path / "no-model-here", gallery_folder=tmp_path / "g")
-    assert "No trained model yet" in board.message.value and "make run" in board.message.value
-    assert board.controller is None and board.verifier is None
+# ===================================================================== which model
+
+
+def test_displayed_the_page_names_the_model_it_serves(board, smoke_model):
+    bundle = board._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == board.widget.model_id
+    assert bundle["text/plain"] == (
+        f"facelib dashboard: model {smoke_model.name} ({smoke_model}), threshold {board.verifier.threshold:.3f}"
+    )
+
+
+def _fake_runs(home, *names):
+    for name in names:
+        (home / "models" / name).mkdir(parents=True)
+        (home / "models" / name / "model.keras").write_bytes(b"")
+
+
+def test_without_any_model_the_page_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELIB_HOME", str(tmp_path / "home"))
+    for model in (None, "cpu-batch_hard-112"):
+        board = Dashboard(model, gallery_folder=tmp_path / "g")
+        assert (
+            "No trained model yet" in board.message.value and "<code>make run</code>" in board.message.value
+        )
+        assert board.controller is None and board.verifier is None
+        assert board._repr_mimebundle_()["text/plain"].startswith("facelib dashboard: no model. No trained")
+
+
+def test_a_model_asked_for_that_does_not_exist_is_named_with_the_runs_there_are(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    _fake_runs(home, "run-b", "run-a")
+    monkeypatch.setenv("FACELIB_HOME", str(home))
+    board = Dashboard("typo-run", gallery_folder=tmp_path / "g")
+    text = board.message.value
+    assert "No trained model" not in text and board.controller is None
+    assert "Model <code>typo-run</code> was asked for (FACELIB_MODEL) but there is no such run" in text
+    assert f"Trained runs in {home / 'models'}: <code>run-a</code>, <code>run-b</code>." in text
+    assert "<code>make dashboard RUN=&lt;name&gt;</code>" in text
+    assert "typo-run" in board.summary() and "run-a" in board.summary()
+
+
+def test_a_model_that_cannot_be_loaded_says_why(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    _fake_runs(home, "run-a", "run-b")  # model.keras but no card.json
+    monkeypatch.setenv("FACELIB_HOME", str(home))
+    board = Dashboard("run-a", gallery_folder=tmp_path / "g")
+    text = board.message.value
+    assert "No trained model" not in text and "was asked for" not in text
+    assert "Model <code>run-a</code> cannot be used:" in text and "no card.json" in text
+    assert "<code>run-a</code>, <code>run-b</code>" in text and "make dashboard RUN=" in text

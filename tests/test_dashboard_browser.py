@@ -128,6 +128,11 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
+def test_the_page_names_the_model_it_serves(page, smoke_model):
+    header = page.locator("small", has_text=", detector ").inner_text(timeout=60_000)
+    assert header.startswith(f"model {smoke_model.name}, detector"), header
+
+
 def test_capture_reference_and_probe_shows_distance_and_verdict(page):
     page.wait_for_timeout(2000)  # the camera view needs a moment to start streaming
     page.get_by_role("button", name="Capture reference").click()
@@ -173,3 +178,27 @@ def test_uploading_a_non_image_shows_a_message(page, tmp_path):
         "document.querySelector('.facelib-message')?.innerText.includes('not an image')", timeout=60_000
     )
     assert "Traceback" not in page.content()
+
+
+def test_an_upload_over_the_limit_is_refused_and_the_button_keeps_working(page, lfw_root, tmp_path):
+    # An upload reaches the kernel as one websocket message, and Voilà (tornado) closes
+    # the socket on one over 10 MiB: the refusal is reachable only while the limit is
+    # below that. Were it not, this file would be dropped with the connection, no
+    # message would come, and the button would stay dead.
+    from facelib.dashboard_controller import MAX_UPLOAD_BYTES
+
+    face = (lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg").read_bytes()
+    big = tmp_path / "big.jpg"
+    big.write_bytes(face + bytes(MAX_UPLOAD_BYTES + 500_000 - len(face)))  # a JPEG, padded
+    _upload(page, "Upload probe", big)
+    page.wait_for_function(
+        "document.querySelector('.facelib-message')?.innerText.includes('big.jpg is too large')",
+        timeout=60_000,
+    )
+    assert f"the limit is {MAX_UPLOAD_BYTES / 1e6:g} MB" in _message(page)
+    assert page.get_by_text(f"Pictures up to {MAX_UPLOAD_BYTES / 1e6:g} MB").is_visible()
+    _upload(page, "Upload probe", lfw_root / "George_W_Bush" / "George_W_Bush_0002.jpg")
+    page.wait_for_function(
+        "document.querySelector('.facelib-message')?.innerText.includes('George_W_Bush_0002.jpg: face found')",
+        timeout=60_000,
+    )

@@ -6,12 +6,18 @@ It runs the Makefile itself (so a broken `run` or `dashboard` rule fails it) wit
 smoke preset in a fresh FACELIB_HOME, and the dashboard on a free loopback port.
 Under the smoke preset `facelib evaluate` scores View 1 only and says so: View 2's
 7,701 crops would add minutes.
+
+HTTP 200 alone would not tell the dashboard from its "no model" page: Voilà writes the
+notebook's outputs into the page's HTML, and notebook 04's says which model it serves
+("facelib dashboard: model NAME (…)"). Before the second run a copy of the model, newer,
+is put beside it, so that a dashboard falling back on the newest model is caught too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,15 +59,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(url: str) -> int | None:
-    """The HTTP status of GET url, or None while nothing listens there yet."""
+def _get(url: str) -> tuple[int, str] | None:
+    """The HTTP status and body of GET url, or None while nothing listens there yet.
+    Voilà sends the page as the notebook runs: the body is complete once it has run."""
     try:
         with urllib.request.urlopen(url, timeout=PAGE_TIMEOUT_S) as response:
-            return response.status
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, ""
     except (urllib.error.URLError, ConnectionError):
         return None
+
+
+def served_model(page: str) -> str:
+    """What the dashboard page says it serves: its plain-text output, which Voilà writes
+    into the page's HTML as a JSON string ("facelib dashboard: model NAME (…)…")."""
+    found = re.findall(r'"text/plain": ("facelib dashboard: (?:[^"\\]|\\.)*")', page)
+    assert len(found) == 1, f"no dashboard output (or several) in the page:\n{page[-3000:]}"
+    return json.loads(found[0])
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -87,9 +102,9 @@ def _stop(process: subprocess.Popen) -> None:
         leftover.kill()
 
 
-def make_run(home: Path, mirror: Path, port: int, timeout: float) -> tuple[str, float]:
+def make_run(home: Path, mirror: Path, port: int, timeout: float) -> tuple[str, float, str]:
     """`make run RUN=… PORT=…` until the dashboard answers HTTP 200 on the port, then
-    stopped; returns its output and the seconds it took to get there."""
+    stopped; returns its output, the seconds it took to get there and the page."""
     env = {
         **os.environ,
         "FACELIB_HOME": str(home),
@@ -115,10 +130,11 @@ def make_run(home: Path, mirror: Path, port: int, timeout: float) -> tuple[str, 
             if time.monotonic() - start > timeout:
                 pytest.fail(f"no dashboard on port {port} after {timeout:.0f} s:\n{output[-5000:]}")
             if "dashboard: open" in output:  # voila is starting: ask it for the page
-                status = _get(f"http://127.0.0.1:{port}/")
-                if status is not None:
+                answer = _get(f"http://127.0.0.1:{port}/")
+                if answer is not None:
+                    status, page = answer
                     assert status == 200, f"the dashboard answered HTTP {status}:\n{output[-5000:]}"
-                    return "".join(lines), time.monotonic() - start
+                    return "".join(lines), time.monotonic() - start, page
             time.sleep(1)
     finally:
         _stop(process)
@@ -144,6 +160,7 @@ def clean_home():
 
 def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, clean_home, monkeypatch):
     _need_make_and_installed_venv()
+    monkeypatch.setenv("FACELIB_HOME", str(clean_home))  # for the checks in this process
     steps = [
         "facelib fetch",
         "facelib preprocess",
@@ -153,7 +170,7 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     ]
 
     first_port = _free_port()
-    first, first_seconds = make_run(clean_home, mirror, first_port, FIRST_RUN_TIMEOUT_S)
+    first, first_seconds, first_page = make_run(clean_home, mirror, first_port, FIRST_RUN_TIMEOUT_S)
     print(f"first make run: dashboard after {first_seconds:.0f} s")
     assert _in_order(first, steps), first[-5000:]
     assert "census: 5,749 people, 13,233 images" in first
@@ -169,9 +186,20 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     assert "threshold" in card and len(card["evaluations"]) == 1
     assert card["evaluations"][0]["view2"] is False
     assert (folder / "eval" / "metrics.json").is_file()
+    served = f"facelib dashboard: model {RUN} ({folder.resolve()}), threshold {card['threshold']:.3f}"
+    assert served_model(first_page) == served
+
+    # A newer model beside it: the dashboard must still serve RUN, not the newest.
+    from facelib.model import newest_model_folder
+
+    decoy = clean_home / "models" / "newer-than-main-command"
+    decoy.mkdir()
+    for name in ("card.json", "model.keras"):
+        shutil.copyfile(folder / name, decoy / name)  # copyfile: a new modification time
+    assert newest_model_folder().resolve() == decoy.resolve()
 
     second_port = _free_port()
-    second, second_seconds = make_run(clean_home, mirror, second_port, SECOND_RUN_TIMEOUT_S)
+    second, second_seconds, second_page = make_run(clean_home, mirror, second_port, SECOND_RUN_TIMEOUT_S)
     print(f"second make run: dashboard after {second_seconds:.0f} s")
     assert _in_order(second, steps), second[-5000:]
     assert "processed now 0, already done 120" in second
@@ -180,11 +208,4 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     assert f"training {RUN}:" not in second and "cropping " not in second
     assert f"dashboard: open http://127.0.0.1:{second_port}" in second
     assert json.loads((folder / "card.json").read_text()) == card  # nothing evaluated again
-
-    # What the dashboard notebook does with FACELIB_MODEL=<run name>: it finds the model.
-    from facelib.dashboard import Dashboard
-
-    monkeypatch.setenv("FACELIB_HOME", str(clean_home))
-    dashboard = Dashboard(RUN, gallery_folder=clean_home / "gallery", camera=False)
-    assert dashboard.verifier is not None and dashboard.verifier.folder.resolve() == folder.resolve()
-    assert dashboard.verifier.threshold == card["threshold"]
+    assert served_model(second_page) == served
