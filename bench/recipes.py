@@ -27,6 +27,7 @@ from common import machine  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 SCREEN = {"epochs": 4, "steps_per_epoch": 300}
+LEARNED = "## What was learned"
 
 # name → (parent recipe, what changes, settings relative to the parent)
 RECIPES: dict[str, tuple[str | None, str, dict]] = {
@@ -153,7 +154,10 @@ def main() -> None:
         from facelib import config
 
         text = table(args.models or config.models_dir())
-        DOC.write_text(text)
+        # The hand-written findings below the table stay as they are.
+        old = DOC.read_text() if DOC.exists() else ""
+        learned = old[old.index(LEARNED) :] if LEARNED in old else f"{LEARNED}\n\n(nothing yet)\n"
+        DOC.write_text(text + "\n" + learned)
         print(text)
 
 
