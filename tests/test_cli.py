@@ -81,7 +81,11 @@ def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
     assert main(["evaluate", "--model", run_name]) == 0
     out = capsys.readouterr().out
     assert "View 2 skipped: the smoke preset evaluates View 1 only (--view2 adds it)" in out
-    assert f"models/{run_name} " in out and "view1: accuracy" in out and "(20 pairs: 10 same, 10 different)" in out
+    assert (
+        f"models/{run_name} " in out
+        and "view1: accuracy" in out
+        and "(20 pairs: 10 same, 10 different)" in out
+    )
     threshold = _card(run_name)["threshold"]
     assert f"threshold {threshold:.4f} (View 1) saved in card.json" in out
 
