@@ -64,3 +64,26 @@ def smoke_model(smoke_crops) -> Path:
     from facelib.train import TrainConfig, train_or_resume
 
     return train_or_resume(TrainConfig.preset("smoke"), "smoke-fixture", verbose=0)
+
+
+@pytest.fixture
+def smoke_model_copy(smoke_model) -> str:
+    """The run name of a copy of the smoke model (model.keras linked, card copied, no
+    threshold) that says it was trained on 96 px crops: evaluating it makes a crop
+    folder of its own, never touching the session's smoke crops."""
+    import json
+    import uuid
+
+    from facelib import config
+
+    name = f"copy-{uuid.uuid4().hex[:8]}"
+    folder = config.models_dir() / name
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
+    card = json.loads((smoke_model / "card.json").read_text())
+    card.pop("threshold", None)
+    card["crop_settings"] = {**card["crop_settings"], "size": 96}
+    card["config"] = {**card["config"], "crops": "lfw-deepfunneled-haar-96"}
+    (folder / "card.json").write_text(json.dumps(card))
+    yield name
+    shutil.rmtree(folder)

@@ -1,9 +1,7 @@
 import json
 import os
-import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -53,22 +51,12 @@ def test_bad_preset_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture
-def run_name(smoke_model, monkeypatch, mirror):
-    from facelib import config, datasets
+def run_name(smoke_model_copy, monkeypatch, mirror):
+    from facelib import datasets
 
-    name = f"cli-test-{uuid.uuid4().hex[:8]}"
-    folder = config.models_dir() / name
-    folder.mkdir()
-    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
-    card = json.loads((smoke_model / "card.json").read_text())
-    card.pop("threshold", None)
-    card["crop_settings"] = {**card["crop_settings"], "size": 96}
-    card["config"] = {**card["config"], "crops": "lfw-deepfunneled-haar-96"}
-    (folder / "card.json").write_text(json.dumps(card))
     view1 = datasets.view1_pairs("test")
     monkeypatch.setattr(datasets, "view1_pairs", lambda split: view1[:10] + view1[500:510])
-    yield name
-    shutil.rmtree(folder)
+    return smoke_model_copy
 
 
 def _card(name: str) -> dict:

@@ -1,6 +1,4 @@
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -113,18 +111,8 @@ def _unseen(pairs, seen):
 
 
 @pytest.fixture
-def run_name(smoke_model):
-    name = f"evaluate-test-{uuid.uuid4().hex[:8]}"
-    folder = config.models_dir() / name
-    folder.mkdir()
-    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
-    card = json.loads((smoke_model / "card.json").read_text())
-    card.pop("threshold", None)
-    card["crop_settings"] = {**card["crop_settings"], "size": 96}
-    card["config"] = {**card["config"], "crops": CROPS_96}
-    (folder / "card.json").write_text(json.dumps(card))
-    yield name
-    shutil.rmtree(folder)
+def run_name(smoke_model_copy):
+    return smoke_model_copy  # conftest: its card names CROPS_96
 
 
 def _card(name: str) -> dict:
