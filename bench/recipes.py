@@ -55,6 +55,11 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "AdamW, peak 2e-3, weight decay 5e-4, 200 warm-up steps",
         {"optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 5e-4, "warmup_steps": 200},
     ),
+    "strong-aug": (
+        "adamw",
+        "stronger augmentation: crops of 60–100%, colour jitter, a fifth grey, a fifth blurred",
+        {"augmentation": "strong"},
+    ),
 }
 
 

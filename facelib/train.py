@@ -70,6 +70,7 @@ class TrainConfig:
     classifier_margin: float = 0.35
     classifier_weight: float = 1.0
     optimizer: str = "adam"  # adam | adamw
+    augmentation: str = "basic"  # basic | strong (pipeline.augment)
     weight_decay: float = 0.0  # adamw only
     crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
 
@@ -84,6 +85,10 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {', '.join(config.SCHEDULES)}, not {self.schedule!r}")
         if self.classifier not in ("none", "cosface"):
             raise ConfigError(f"classifier must be 'none' or 'cosface', not {self.classifier!r}")
+        if self.augmentation not in config.AUGMENTATIONS:
+            raise ConfigError(
+                f"augmentation must be one of {', '.join(config.AUGMENTATIONS)}, not {self.augmentation!r}"
+            )
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
         if self.input_size < 32:
@@ -650,6 +655,7 @@ def _train(
         cfg.input_size,
         cfg.seed,
         start_step=start_epoch * cfg.steps_per_epoch,
+        augmentation=cfg.augmentation,
     )
     if cfg.classifier != "none":  # both outputs learn from the identity labels
         data = data.map(lambda images, labels: (images, {"embedding": labels, "cosines": labels}))

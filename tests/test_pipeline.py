@@ -34,8 +34,8 @@ def faces(tmp_path_factory) -> FaceSet:
 # ------------------------------------------------------------------ augment
 
 
-def _augment(image: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
-    return augment(tf.constant(image), SIZE, tf.constant(seed, tf.int64)).numpy()
+def _augment(image: np.ndarray, seed: tuple[int, int], strength: str = "basic") -> np.ndarray:
+    return augment(tf.constant(image), SIZE, tf.constant(seed, tf.int64), strength).numpy()
 
 
 def test_augment_gives_the_input_size_in_pixel_range():
@@ -55,6 +55,21 @@ def test_augment_is_deterministic_for_a_seed_and_varies_between_seeds():
     for a in range(len(outputs)):
         for b in range(a + 1, len(outputs)):
             assert not np.allclose(outputs[a], outputs[b]), (a, b)
+
+
+def test_strong_augmentation_stays_in_range_is_seeded_and_makes_grey_pictures():
+    image = _noise(40, 2)
+    outputs = [_augment(image, (seed, 0), "strong") for seed in range(40)]
+    for out in outputs:
+        assert out.shape == (SIZE, SIZE, 3) and out.min() >= 0.0 and out.max() <= 255.0
+    assert np.array_equal(outputs[3], _augment(image, (3, 0), "strong"))
+    grey = [
+        np.allclose(o[..., 0], o[..., 1], atol=1e-3) and np.allclose(o[..., 1], o[..., 2], atol=1e-3)
+        for o in outputs
+    ]
+    # a fifth of the pictures, drawn per picture: 40 draws hold some grey, not all
+    assert 2 <= sum(grey) <= 20
+    assert not any(np.allclose(_augment(image, (s, 0)), outputs[s]) for s in range(5))  # not the basic one
 
 
 # ------------------------------------------------------------------ eval transform
