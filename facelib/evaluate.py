@@ -372,12 +372,47 @@ def evaluate_model(
     )
     if save:
         record_threshold(card, evaluation, tta, view2, recalibrate)
+        if "open_set" not in card or recalibrate:
+            card["open_set"] = validation_impostor_curve(model, card).to_dict()
         save_evaluation(folder, evaluation, crops_root)
         write_json_atomic(folder / "card.json", card)
     else:
         evaluation.threshold_in_use = card.get("threshold")
         evaluation.threshold_note = "not saved: the card is unchanged"
     return evaluation
+
+
+def validation_impostor_curve(model, card: dict):
+    """The open-set calibration of a model: distances between pictures of different
+    *validation* people (training side, never trained on, never test people)."""
+    from facelib.identification import ImpostorCurve
+    from facelib.pipeline import FaceSet, embed_files
+    from facelib.preprocess import read_manifest
+
+    crops_root = config.processed_dir() / card["config"]["crops"]
+    people = card.get("validation_identities") or []
+    faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
+    if len(faces.identities) < 2:
+        raise FacelibError(
+            f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
+        )
+    embeddings = embed_files(model, faces.paths, card["input_size"])
+    labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
+    source = (
+        f"validation people of the training side: {len(faces.identities)} people, "
+        f"{faces.images} pictures ({Path(crops_root).name})"
+    )
+    return ImpostorCurve.from_embeddings(embeddings, labels, source)
+
+
+def ensure_open_set_calibration(folder: Path, model, card: dict) -> dict:
+    """Add the open-set calibration to a card made before it existed, and save it."""
+    from facelib.files import write_json_atomic
+
+    if "open_set" not in card:
+        card["open_set"] = validation_impostor_curve(model, card).to_dict()
+        write_json_atomic(folder / "card.json", card)
+    return card["open_set"]
 
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:
@@ -392,6 +427,7 @@ def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> P
     primary = evaluation.rows[0]
     in_use = evaluation.threshold_in_use if evaluation.threshold_in_use is not None else primary.threshold
     distances, same, pairs = evaluation.distances[primary.protocol]
+    save_view1_distances(out, distances, same)
     figures = {
         "distances.png": plots.distance_histogram(
             distances, same, primary.threshold, primary.protocol, in_use=in_use
@@ -404,6 +440,21 @@ def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> P
         figure.savefig(out / name, dpi=110)
         plt.close(figure)  # saved; kept open, each evaluation in a process would add three
     return out
+
+
+VIEW1_DISTANCES = "view1_distances.npz"
+
+
+def save_view1_distances(out: Path, distances: np.ndarray, same: np.ndarray) -> Path:
+    """View 1's pair distances and same-person labels (eval/view1_distances.npz), where
+    the dashboard reads them to place a verification distance among LFW pairs."""
+    import io
+
+    from facelib.files import write_atomic
+
+    buffer = io.BytesIO()
+    np.savez(buffer, distances=np.asarray(distances, np.float64), same=np.asarray(same, bool))
+    return write_atomic(out / VIEW1_DISTANCES, buffer.getvalue())
 
 
 def evaluate_lbp(

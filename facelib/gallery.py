@@ -1,36 +1,33 @@
 """Enrolled people: named embeddings with a thumbnail, stored under FACELIB_HOME.
 
     gallery = Gallery.load(model_id="cpu-batch_hard-112@3f2a…")
-    gallery.enroll("Ada", embedding, thumbnail_rgb)
-    identity = gallery.identify(embedding, threshold)   # Identity(name or None, distance)
+    gallery.enroll("Ada", embedding, thumbnail_rgb)          # one more template of Ada
+    gallery.enroll("Ada", embedding, thumbnail_rgb, replace=True)   # Ada's only template
+    decision = gallery.identify(embedding, rule)   # identification.Decision: name or None,
+                                                   # why, and the three nearest people
 
 `gallery/gallery.json` holds names, embeddings and the id of the model that made each
-one; thumbnails are JPEGs beside it. Every write is atomic. Entries made by another
-model are kept and listed but flagged, never mixed into identification.
+one; thumbnails are JPEGs in gallery/thumbnails/, under names that are never reused.
+Every write is atomic, and a save removes the files of thumbnails/ that no entry refers
+to (only there: a gallery folder may hold other pictures). Entries made by another model
+are kept and listed but flagged, never mixed into identification. A person may have
+several entries (templates); `identification.OpenSetRule` decides who a probe is.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facelib import config
-from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
 from facelib.files import write_atomic
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a probe is: the nearest enrolled person's name when within the threshold,
-    else None (unknown), and the distance to that nearest person either way."""
-
-    name: str | None
-    distance: float
+from facelib.identification import Decision, OpenSetRule
 
 
 @dataclass
@@ -38,7 +35,10 @@ class Entry:
     name: str
     embedding: list[float]
     model_id: str
-    thumbnail: str  # file name beside gallery.json
+    thumbnail: str  # path relative to gallery.json (thumbnails/…; older galleries: beside it)
+
+
+THUMBNAILS = "thumbnails"
 
 
 def model_id(folder: Path, card: dict) -> str:
@@ -47,7 +47,18 @@ def model_id(folder: Path, card: dict) -> str:
 
 
 def _safe_file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())[:60] or "person"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())[:60].strip(".") or "person"
+
+
+def check_name(name: str) -> str:
+    """A person's name, stripped; refused when empty or shaped like a path, so no name
+    can point a file outside the gallery folder."""
+    name = name.strip()
+    if not name:
+        raise FacelibError("give the person a name before enrolling")
+    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise FacelibError(f"{name!r} is not a usable name: no slashes, and not '.' or '..'")
+    return name
 
 
 class Gallery:
@@ -78,64 +89,75 @@ class Gallery:
         return [e for e in self.entries if e.model_id != self.model_id]
 
     def names(self) -> list[str]:
-        return [e.name for e in self.entries]
+        """Enrolled people, each once, in enrolment order."""
+        return list(dict.fromkeys(e.name for e in self.entries))
 
-    def identify(self, embedding: np.ndarray, threshold: float) -> Identity | None:
-        """The nearest usable enrolled person, named only when `same_person` says so;
-        None when nobody usable is enrolled (there is no one to compare with)."""
-        usable = self.usable()
-        if not usable:
-            return None
-        distances = embedding_distance(np.array([e.embedding for e in usable]), embedding)
-        nearest = int(np.argmin(distances))
-        distance = float(distances[nearest])
-        return Identity(usable[nearest].name if same_person(distance, threshold) else None, distance)
+    def templates(self) -> dict[str, np.ndarray]:
+        """Each usable person's embeddings, one row per enrolled picture."""
+        rows: dict[str, list] = {}
+        for e in self.usable():
+            rows.setdefault(e.name, []).append(e.embedding)
+        return {name: np.array(r, np.float64) for name, r in rows.items()}
+
+    def identify(self, embedding: np.ndarray, rule: OpenSetRule) -> Decision:
+        """Who the probe is among the usable people (reason "empty" when there are none)."""
+        return rule.decide(embedding, self.templates())
 
     # ---------------------------------------------------------------- changes
 
-    def enroll(self, name: str, embedding: np.ndarray, thumbnail_rgb: np.ndarray) -> Entry:
+    def enroll(
+        self, name: str, embedding: np.ndarray, thumbnail_rgb: np.ndarray, replace: bool = False
+    ) -> Entry:
+        """Add a template of `name` (with `replace`, the person's templates made by this
+        model are replaced by this one)."""
         import cv2
 
-        name = name.strip()
-        if not name:
-            raise FacelibError("give the person a name before enrolling")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        name = check_name(name)
+        (self.folder / THUMBNAILS).mkdir(parents=True, exist_ok=True)
         thumbnail = self._unused_thumbnail_name(name)
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(thumbnail_rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise FacelibError("could not encode the thumbnail")
         write_atomic(self.folder / thumbnail, encoded.tobytes())
-        # re-enrolling a name with the same model replaces that person's entry
-        replaced = [e for e in self.entries if e.name == name and e.model_id == self.model_id]
-        self.entries = [e for e in self.entries if e not in replaced]
+        if replace:
+            replaced = [e for e in self.entries if e.name == name and e.model_id == self.model_id]
+            self._remove(replaced)
         entry = Entry(name, [float(x) for x in embedding], self.model_id, thumbnail)
         self.entries.append(entry)
-        self.save()
-        for old in replaced:
-            (self.folder / old.thumbnail).unlink(missing_ok=True)
+        self.save()  # also removes the thumbnails of replaced entries
         return entry
 
     def _unused_thumbnail_name(self, name: str) -> str:
-        # Different names can make the same safe file name ("Ann Lee", "Ann_Lee"):
-        # count up until no entry and no file has it, so no thumbnail is overwritten.
-        taken = {e.thumbnail for e in self.entries}
-        number = len(self.entries)
-        while (candidate := f"{_safe_file_name(name)}-{number}.jpg") in taken or (
-            self.folder / candidate
-        ).exists():
-            number += 1
-        return candidate
+        # A random suffix: names made from a count collide once entries are deleted, and
+        # different names can make the same safe file name ("Ann Lee", "Ann_Lee").
+        while True:
+            candidate = f"{THUMBNAILS}/{_safe_file_name(name)}-{uuid.uuid4().hex[:12]}.jpg"
+            if (
+                candidate not in {e.thumbnail for e in self.entries}
+                and not (self.folder / candidate).exists()
+            ):
+                return candidate
 
     def delete(self, name: str) -> None:
         gone = [e for e in self.entries if e.name == name]
         if not gone:
             raise FacelibError(f"{name!r} is not in the gallery")
-        self.entries = [e for e in self.entries if e.name != name]
+        self._remove(gone)
         self.save()
-        for entry in gone:
-            (self.folder / entry.thumbnail).unlink(missing_ok=True)
+
+    def _remove(self, entries: list[Entry]) -> None:
+        self.entries = [e for e in self.entries if e not in entries]
+        for entry in entries:  # thumbnails of older galleries lie beside gallery.json
+            if "/" not in entry.thumbnail:
+                (self.folder / entry.thumbnail).unlink(missing_ok=True)
 
     def save(self) -> None:
+        """Write gallery.json, then remove the thumbnails no entry refers to (those of
+        deleted or replaced entries, and any a crash left between the two writes)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"entries": [asdict(e) for e in self.entries]}, indent=1)
         write_atomic(self.folder / "gallery.json", data)
+        kept = {e.thumbnail for e in self.entries}
+        for path in (self.folder / THUMBNAILS).glob("*.jpg"):
+            if f"{THUMBNAILS}/{path.name}" not in kept:
+                path.unlink(missing_ok=True)

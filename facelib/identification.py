@@ -1,0 +1,334 @@
+"""Open-set identification: which enrolled person is this, or nobody we know?
+
+    curve = ImpostorCurve.from_embeddings(embeddings, labels, source="…")   # calibration
+    rule = OpenSetRule(curve, fpir=0.01, margin=0.0)
+    decision = rule.decide(probe, {"Ada": ada_templates, "Grace": grace_templates})
+    decision.name            # "Ada", or None for unknown
+    decision.reason          # "match" | "too far" | "ambiguous" | "empty"
+    decision.candidates      # the nearest three people with their distances
+    decision.explain()       # one sentence for people
+
+Why a rule of its own: the 1:1 verification threshold maximises pair accuracy, so a
+stranger passes one comparison at the equal-error rate; compared with N enrolled
+people, a stranger gets *someone's* name with probability 1 − (1 − FAR)^N. The rule
+here names a person only when the best distance is below the threshold that keeps the
+false-positive identification rate (FPIR: strangers given a name) at the chosen level
+for this gallery's size, read off the distances of *different* people measured on
+calibration faces (the training side's validation people, or your own pictures with
+`facelib calibrate`). Optionally the best person must also beat the runner-up by a
+margin, so a face between two enrolled people is "unknown" rather than a coin toss.
+
+Templates: a person may have several enrolled pictures. `mode="min"` compares the
+probe with each of them and keeps the nearest; `mode="mean"` compares it with their
+normalised mean. bench/open_set.py measures both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from facelib.decision import embedding_distance, same_person
+from facelib.errors import FacelibError
+
+TEMPLATE_MODES = ("min", "mean")
+# False-accept rates at which the impostor curve is stored: from 1e-6 to 0.5, log-spaced.
+FAR_GRID = tuple(float(x) for x in np.logspace(-6, np.log10(0.5), 49))
+DEFAULT_FPIR = 0.01
+
+
+def different_person_distances(embeddings: np.ndarray, labels, chunk: int = 1024) -> np.ndarray:
+    """Every distance between pictures of different people (each pair once)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    labels = np.asarray(labels)
+    out = []
+    for start in range(0, len(embeddings), chunk):
+        block = embeddings[start : start + chunk]
+        squared = (block**2).sum(1)[:, None] + (embeddings**2).sum(1)[None, :] - 2 * block @ embeddings.T
+        d = np.sqrt(np.maximum(squared, 0))
+        rows = np.arange(start, start + len(block))[:, None]
+        keep = (np.arange(len(embeddings))[None, :] > rows) & (
+            labels[start : start + chunk, None] != labels[None, :]
+        )
+        out.append(d[keep])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class ImpostorCurve:
+    """How often two different people come closer than a distance: the false-accept
+    rate of one comparison (FAR), stored at FAR_GRID. Below 1/pairs it cannot be
+    measured: `threshold_at` then answers the smallest distance seen, and says so
+    through `measurable`."""
+
+    far: tuple[float, ...]
+    distance: tuple[float, ...]
+    pairs: int
+    source: str
+
+    @classmethod
+    def from_distances(cls, distances: np.ndarray, source: str) -> ImpostorCurve:
+        distances = np.sort(np.asarray(distances, np.float64))
+        if len(distances) == 0:
+            raise FacelibError(
+                "no different-person pairs to calibrate on: give pictures of at least two people"
+            )
+        return cls(
+            far=FAR_GRID,
+            distance=tuple(float(np.quantile(distances, q, method="lower")) for q in FAR_GRID),
+            pairs=len(distances),
+            source=source,
+        )
+
+    @classmethod
+    def from_embeddings(cls, embeddings: np.ndarray, labels, source: str) -> ImpostorCurve:
+        return cls.from_distances(different_person_distances(embeddings, labels), source)
+
+    @property
+    def smallest_far(self) -> float:
+        return 1.0 / self.pairs
+
+    def threshold_at(self, far: float) -> float:
+        """The distance below which a fraction `far` of different-person pairs fall."""
+        far = min(max(far, self.far[0]), self.far[-1])
+        return float(np.interp(np.log(far), np.log(self.far), self.distance))
+
+    def threshold_for(self, fpir: float, comparisons: int) -> float:
+        """Threshold on the best of `comparisons` distances so that a stranger is
+        named with probability `fpir`: FAR per comparison = 1 − (1 − FPIR)^(1/N)."""
+        return self.threshold_at(per_comparison_far(fpir, comparisons))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImpostorCurve:
+        try:
+            return cls(tuple(data["far"]), tuple(data["distance"]), int(data["pairs"]), str(data["source"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FacelibError(f"damaged open-set calibration ({exc}); calibrate again") from exc
+
+
+def per_comparison_far(fpir: float, comparisons: int) -> float:
+    if not 0 < fpir < 1:
+        raise FacelibError(f"the false-positive identification rate must be in (0, 1), not {fpir}")
+    return 1.0 - (1.0 - fpir) ** (1.0 / max(1, comparisons))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    distance: float
+
+
+@dataclass
+class Decision:
+    """The answer for one probe."""
+
+    name: str | None  # None: unknown
+    reason: str  # "match", "too far", "ambiguous" (too close to two people), "empty"
+    candidates: list[Candidate] = field(default_factory=list)  # nearest first, at most `top`
+    threshold: float = float("nan")
+    margin: float = 0.0
+    fpir: float = DEFAULT_FPIR
+
+    @property
+    def distance(self) -> float | None:
+        return self.candidates[0].distance if self.candidates else None
+
+    @property
+    def runner_up(self) -> Candidate | None:
+        return self.candidates[1] if len(self.candidates) > 1 else None
+
+    def explain(self) -> str:
+        if self.reason == "empty":
+            return "nobody is enrolled"
+        best = self.candidates[0]
+        if self.reason == "match":
+            return f"{best.name}: distance {best.distance:.3f}, below {self.threshold:.3f}"
+        if self.reason == "too far":
+            return (
+                f"unknown: too far from everyone (nearest {best.name} at {best.distance:.3f}; "
+                f"a name needs less than {self.threshold:.3f}, for {100 * self.fpir:g}% strangers named)"
+            )
+        second = self.runner_up
+        return (
+            f"unknown: too close to two people ({best.name} {best.distance:.3f}, "
+            f"{second.name} {second.distance:.3f}; the nearest must lead by {self.margin:.3f})"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "reason": self.reason,
+            "distance": self.distance,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "fpir": self.fpir,
+            "candidates": [asdict(c) for c in self.candidates],
+        }
+
+
+def person_distances(
+    probe: np.ndarray, templates: dict[str, np.ndarray], mode: str = "min"
+) -> dict[str, float]:
+    """Distance from the probe to each person: to the nearest of their templates
+    (`min`), or to their normalised mean template (`mean`)."""
+    if mode not in TEMPLATE_MODES:
+        raise FacelibError(f"template mode must be one of {', '.join(TEMPLATE_MODES)}, not {mode!r}")
+    out = {}
+    for name, rows in templates.items():
+        rows = np.atleast_2d(np.asarray(rows, np.float64))
+        if mode == "mean":
+            mean = rows.mean(axis=0)
+            rows = (mean / max(np.linalg.norm(mean), 1e-12))[None, :]
+        out[name] = float(np.min(embedding_distance(rows, np.asarray(probe, np.float64))))
+    return out
+
+
+def comparisons(templates: dict[str, np.ndarray], mode: str) -> int:
+    """How many distances a probe is compared with: a stranger has that many chances."""
+    if mode == "mean":
+        return len(templates)
+    return sum(len(np.atleast_2d(t)) for t in templates.values())
+
+
+@dataclass(frozen=True)
+class OpenSetRule:
+    """Name the nearest person only when the distance keeps strangers named at `fpir`
+    for this gallery, and (with `margin` > 0) the runner-up is at least that much further."""
+
+    curve: ImpostorCurve
+    fpir: float = DEFAULT_FPIR
+    margin: float = 0.0
+    mode: str = "min"
+    top: int = 3
+
+    def threshold(self, templates: dict[str, np.ndarray]) -> float:
+        return self.curve.threshold_for(self.fpir, comparisons(templates, self.mode))
+
+    def decide(self, probe: np.ndarray, templates: dict[str, np.ndarray]) -> Decision:
+        if not templates:
+            return Decision(None, "empty", [], margin=self.margin, fpir=self.fpir)
+        distances = person_distances(probe, templates, self.mode)
+        ranked = sorted(distances.items(), key=lambda item: item[1])
+        candidates = [Candidate(n, d) for n, d in ranked[: self.top]]
+        threshold = self.threshold(templates)
+        best = candidates[0]
+        if not same_person(best.distance, threshold):
+            reason = "too far"
+        elif len(ranked) > 1 and ranked[1][1] - best.distance < self.margin:
+            reason = "ambiguous"
+        else:
+            reason = "match"
+        return Decision(
+            best.name if reason == "match" else None, reason, candidates, threshold, self.margin, self.fpir
+        )
+
+
+# ------------------------------------------------------------------ benchmark figures
+
+
+def open_set_figures(
+    gallery: dict[str, np.ndarray],
+    mated: list[tuple[np.ndarray, str]],
+    strangers: list[np.ndarray],
+    mode: str = "min",
+    fpirs: tuple[float, ...] = (0.01, 0.1),
+) -> dict:
+    """Rank-1 (closed set) and the detection-and-identification rate (DIR) at each FPIR,
+    with thresholds read from the strangers' own best distances (the empirical curve)."""
+    best_strangers = np.array([min(person_distances(p, gallery, mode).values()) for p in strangers])
+    mated_best, mated_right = [], []
+    for probe, name in mated:
+        d = person_distances(probe, gallery, mode)
+        nearest = min(d, key=d.get)
+        mated_best.append(d[nearest])
+        mated_right.append(nearest == name)
+    mated_best, mated_right = np.array(mated_best), np.array(mated_right)
+    out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
+    for fpir in fpirs:
+        t = float(np.quantile(best_strangers, fpir, method="lower"))
+        out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))
+    grid = np.unique(np.concatenate([best_strangers, [best_strangers.max() + 1e-6]]))
+    fp = np.array([np.mean(best_strangers < t) for t in grid])
+    dr = np.array([np.mean(mated_right & (mated_best < t)) for t in grid])
+    out["curve"] = {"fpir": fp.tolist(), "dir": dr.tolist()}
+    return out
+
+
+# ------------------------------------------------------------------ calibrations
+
+CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
+CARD = "lfw"  # the name of the calibration held in the model card itself
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds for one kind of picture: the 1:1 verification threshold and the
+    impostor curve the open-set thresholds are read from, with where they came from.
+    The model card holds the LFW one (`facelib evaluate`); `facelib calibrate --images`
+    saves others under <model>/calibrations/NAME.json."""
+
+    name: str
+    threshold: float
+    threshold_source: str
+    curve: ImpostorCurve | None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "open_set": self.curve.to_dict() if self.curve else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        curve = data.get("open_set")
+        return cls(
+            str(data["name"]),
+            float(data["threshold"]),
+            str(data.get("threshold_source", "?")),
+            ImpostorCurve.from_dict(curve) if curve else None,
+        )
+
+
+def calibration_path(model_folder, name: str):
+    from facelib.gallery import check_name
+
+    return model_folder / CALIBRATIONS / f"{check_name(name)}.json"
+
+
+def calibration_names(model_folder) -> list[str]:
+    return sorted(p.stem for p in (model_folder / CALIBRATIONS).glob("*.json"))
+
+
+def save_calibration(model_folder, calibration: Calibration):
+    from facelib.files import write_json_atomic
+
+    path = calibration_path(model_folder, calibration.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, calibration.to_dict())
+    return path
+
+
+def load_calibration(model_folder, name: str) -> Calibration:
+    import json
+
+    path = calibration_path(model_folder, name)
+    if not path.is_file():
+        known = calibration_names(model_folder)
+        raise FacelibError(
+            f"{model_folder.name} has no calibration {name!r}"
+            + (
+                f"; it has: {', '.join(known)}"
+                if known
+                else "; make one with `facelib calibrate --images FOLDER`"
+            )
+        )
+    try:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FacelibError(f"{path} is damaged ({exc}); run `facelib calibrate` again") from exc
