@@ -1,6 +1,6 @@
-# make run        the main job: fetch LFW, crop every face, train the cpu model (~40 min,
+# make run        the main job: fetch LFW, crop every face, train the cpu model (~45 min,
 #                 resumable) as models/make-cpu, evaluate it, then serve the webcam dashboard
-#                 on 127.0.0.1:8866 (each step skips what is already done; PRESET=smoke|cpu|gpu,
+#                 on 127.0.0.1:8866 (each step skips what is already done; PRESET=smoke|cpu|cpu-v1|gpu,
 #                 or FACELIB_PRESET, picks the preset and the run, make-<preset>; RUN=name and
 #                 PORT=n choose others)
 # make dashboard  only serve the dashboard

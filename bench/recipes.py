@@ -4,7 +4,7 @@
     python bench/recipes.py train NAME [NAME…]   # train models/recipe-NAME (resumable)
     python bench/recipes.py table                # rebuild docs/recipes.md from models/recipe-*/
 
-Every recipe is the `cpu` preset plus the settings listed here, trained for the same
+Every recipe is the `cpu-v1` preset (the `cpu` preset before this study) plus the settings listed here, trained for the same
 number of images (SCREEN: 4 epochs × 300 steps × 32 images), so rows differ only by
 what the recipe changes. Ranking is by validation AUC on held-out *training-side*
 people (View 1 `peopleDevTrain.txt`), never by the test pairs; finalists are scored
@@ -31,7 +31,7 @@ LEARNED = "## What was learned"
 
 # name → (parent recipe, what changes, settings relative to the parent)
 RECIPES: dict[str, tuple[str | None, str, dict]] = {
-    "base-112": (None, "the `cpu` preset, at the screening budget", {}),
+    "base-112": (None, "the `cpu-v1` preset, at the screening budget", {}),
     "bf16-64": ("base-112", "64 px input, mixed_bfloat16", {"input_size": 64, "bfloat16": True}),
     "bf16-80": ("base-112", "80 px input, mixed_bfloat16", {"input_size": 80, "bfloat16": True}),
     "hinge": (
@@ -71,7 +71,7 @@ def settings(name: str) -> dict:
 def command(name: str, budget: dict | None = None) -> list[str]:
     values = {**(budget or SCREEN), **settings(name)}
     sets = [f"--set={k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items()]
-    return ["facelib", "train", "--preset", "cpu", "--name", f"recipe-{name}", "--resume", *sets]
+    return ["facelib", "train", "--preset", "cpu-v1", "--name", f"recipe-{name}", "--resume", *sets]
 
 
 def history(folder: Path) -> list[dict]:

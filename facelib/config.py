@@ -4,7 +4,7 @@ Settings (environment variables):
   FACELIB_HOME    folder holding data/ and models/ (default: the project root)
   FACELIB_MIRROR  folder of mirrored downloads (e.g. lfw/, models/); when set,
                   nothing is downloaded and files are read from there instead
-  FACELIB_PRESET  smoke | cpu | gpu (default cpu): sizes of the pipeline steps
+  FACELIB_PRESET  smoke | cpu | cpu-v1 | gpu (default cpu): sizes of the pipeline steps
 
 Every other module asks this one for a path; none hard-codes its own.
 """
@@ -68,10 +68,24 @@ class Preset:
     evaluate_view2: bool = True
 
 
-# The one registry of presets. Training sizes were measured on 2 CPU cores: a ResNet50
-# train step at 112 px ran at 19-22 images/s here (bench/train_speed.py), so `cpu`
-# (TrainConfig's defaults: 8 × 180 steps × 32 images) is about 40 minutes plus a few
-# seconds of validation per epoch.
+# The one registry of presets. Training sizes were measured on 2 CPU cores (AVX512_BF16).
+# `cpu` is the recipe docs/recipes.md chose (64 px in mixed bfloat16, a CosFace head
+# beside batch-hard triplet loss with a hinge margin, P16 × K2, AdamW): 9 × 500 steps ×
+# 32 images ran at 55-70 images/s here, 35-45 minutes plus a few seconds of validation
+# per epoch. `cpu-v1` is the preset before that study (112 px float32, soft margin,
+# Adam; TrainConfig's defaults): the screening rows of bench/recipes.py start from it.
+CPU_RECIPE = dict(
+    input_size=64,
+    bfloat16=True,
+    soft_margin=False,
+    classifier="cosface",
+    p=16,
+    k=2,
+    optimizer="adamw",
+    learning_rate=2e-3,
+    weight_decay=5e-4,
+    warmup_steps=200,
+)
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         "smoke",
@@ -89,18 +103,23 @@ PRESETS: dict[str, Preset] = {
         ),
         evaluate_view2=False,
     ),
-    "cpu": Preset("cpu", preprocess_limit=None),
+    "cpu": Preset("cpu", preprocess_limit=None, train=dict(CPU_RECIPE, epochs=9, steps_per_epoch=500)),
+    "cpu-v1": Preset("cpu-v1", preprocess_limit=None),
+    # The cpu recipe at a GPU's size: 112 px, 128 pictures a step, float16. Not measured
+    # here (no GPU); the step count is a guess of about 20 minutes on one recent GPU.
     "gpu": Preset(
         "gpu",
         preprocess_limit=None,
         train=dict(
-            p=32,
-            k=4,
-            steps_per_epoch=500,
-            epochs=40,
-            input_size=160,
-            learning_rate=3e-4,
+            CPU_RECIPE,
+            bfloat16=False,
             mixed_precision=True,
+            input_size=112,
+            p=64,
+            k=2,
+            warmup_steps=500,
+            steps_per_epoch=500,
+            epochs=20,
         ),
     ),
 }
