@@ -373,7 +373,10 @@ def evaluate_model(
     if save:
         record_threshold(card, evaluation, tta, view2, recalibrate)
         if "open_set" not in card or recalibrate:
-            card["open_set"] = validation_impostor_curve(model, card).to_dict()
+            try:
+                card["open_set"] = validation_impostor_curve(model, card).to_dict()
+            except FacelibError as exc:  # identification only: the scores above still stand
+                evaluation.threshold_note += f"; no open-set calibration: {exc}"
         save_evaluation(folder, evaluation, crops_root)
         write_json_atomic(folder / "card.json", card)
     else:

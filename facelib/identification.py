@@ -82,7 +82,16 @@ class ImpostorCurve:
         )
 
     @classmethod
-    def from_embeddings(cls, embeddings: np.ndarray, labels, source: str) -> ImpostorCurve:
+    def from_embeddings(
+        cls, embeddings: np.ndarray, labels, source: str, max_pictures: int = 3000, seed: int = 0
+    ) -> ImpostorCurve:
+        """From every different-person pair; above `max_pictures` pictures (4.5 million
+        pairs, 36 MB of distances), from a seeded sample of that many pictures."""
+        embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+        if len(embeddings) > max_pictures:
+            keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), max_pictures, replace=False))
+            embeddings, labels = embeddings[keep], labels[keep]
+            source += f" (a seeded sample of {max_pictures:,} pictures)"
         return cls.from_distances(different_person_distances(embeddings, labels), source)
 
     @property
