@@ -3,14 +3,25 @@
     facelib fetch [--variant lfw-deepfunneled]
     facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
+    facelib preprocess --images FOLDER [--out DIR] [--detector haar|yunet] [--size 160] ...
     facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
-    facelib verify A B [--model RUN|DIR] [--json] [--whole-image]
+    facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
+    facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
+    facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]
+    facelib identify PHOTO|DIR... [--gallery DIR | --known FOLDER] [--model RUN|DIR] [--json]
+                     [--fpir 0.01] [--margin 0.0] [--mode min|mean] [--calibration NAME]
+    facelib calibrate --images FOLDER [--name NAME] [--model RUN|DIR]
 
 A model is a folder, or a run name under models/ (`--name` of `facelib train`);
-without --model, the newest trained one.
+without --model, the newest trained one. A FOLDER of pictures is laid out as LFW:
+one subfolder per person (FOLDER/Ada/1.jpg, FOLDER/Grace/1.jpg); pictures where no
+face is found are skipped and counted. A folder given as a PHOTO stands for the
+pictures in it. The gallery is $FACELIB_HOME/gallery unless --gallery says otherwise.
+A calibration NAME is one `facelib calibrate` saved in the model folder; without
+one, the model card's (the LFW View 1 threshold, the validation people's impostor curve).
 
 Errors print one line, `error: …`, on stderr and exit with status 1.
 """
@@ -53,9 +64,17 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(f"census: {datasets.census(images_root).summary()}")
 
 
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from facelib.preprocess import CropSettings, preprocess_dataset
 
+    if args.out and not args.images:
+        raise FacelibError(
+            "--out goes with --images: LFW's crops go to data/processed/, where training looks for them"
+        )
     settings = CropSettings(
         detector=args.detector,
         size=args.size,
@@ -64,6 +83,18 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         no_face=args.no_face,
         five_point=args.five_point,
     )
+    if args.images:
+        from facelib.folders import list_people, preprocess_folder
+
+        people = list_people(args.images)
+        for message in people.warnings:
+            warn(message)
+        # All of the folder's pictures: the preset's limit is for LFW (only --limit cuts here).
+        summary, _ = preprocess_folder(
+            people, settings, out_root=args.out, workers=args.workers, limit=args.limit
+        )
+        print(summary)
+        return
     limit = args.limit if args.limit is not None else config.preset(args.preset).preprocess_limit
     images_root = datasets.fetch_lfw(args.variant)
     print(preprocess_dataset(images_root, settings, variant=args.variant, limit=limit, workers=args.workers))
@@ -112,6 +143,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
     from facelib.model import newest_model_folder, read_card, resolve_model_folder
 
+    if args.images:
+        lfw_only = [
+            flag
+            for flag, given in [
+                ("--tta", args.tta),
+                ("--view2/--no-view2", args.view2 is not None),
+                ("--if-needed", args.if_needed),
+                ("--recalibrate", args.recalibrate),
+            ]
+            if given
+        ]
+        if lfw_only:
+            raise FacelibError(f"{', '.join(lfw_only)}: LFW evaluation only, not with --images")
+        evaluate_folder(args)
+        return
+    if args.pairs or args.calibration:
+        raise FacelibError("--pairs and --calibration go with --images FOLDER")
     folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
         card = read_card(folder)
@@ -133,10 +181,101 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"  figures and metrics.json in {Path(evaluation.model) / 'eval'}")
 
 
-def cmd_verify(args: argparse.Namespace) -> None:
+def percent(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def evaluate_folder(args: argparse.Namespace) -> None:
+    """`facelib evaluate --images FOLDER [--pairs FILE]`: verification and identification
+    figures on your own pictures, at the model's threshold. The card is not touched."""
+    from sklearn.metrics import roc_auc_score
+
+    from facelib import folders
+    from facelib.evaluate import equal_error_rate, tar_at_far, verdict_accuracy
+    from facelib.identification import open_set_figures
+
+    people = folders.list_people(args.images)
+    for message in people.warnings:
+        warn(message)
+    verifier = make_verifier(args)
+    if args.pairs:
+        pairs = folders.read_pairs_file(args.pairs, people.root)
+        embedded = folders.embed_pictures(verifier, folders.pair_pictures(pairs, people.root))
+        index, dropped = folders.pairs_in(pairs, people.root, embedded)
+        scored = f"the pairs of {Path(args.pairs).name}"
+    else:
+        embedded, left_out = folders.embed_folder(verifier, people)
+        for message in left_out:
+            warn(message)
+        index, dropped = folders.folder_pairs(embedded.labels), 0
+        scored = "all same-person pairs and as many different-person pairs (seeded sample)"
+    same = index.same
+    if not same.any() or same.all():
+        raise FacelibError(
+            f"nothing to score in {people.root}: verification needs same-person and different-person "
+            f"pairs ({int(same.sum())} same, {int((~same).sum())} different); give at least two people, "
+            "one of them with two pictures where a face is found"
+        )
+    distances = index.distances(embedded.embeddings)
+    skipped = embedded.skipped_summary()
+    print(
+        f"model {verifier.folder.name}: {len(set(embedded.labels)):,} people, "
+        f"{len(embedded.labels):,} pictures of {people.root}"
+    )
+    if skipped:
+        print(
+            f"  {skipped}"
+            + (f"; {dropped} pair{'s' if dropped != 1 else ''} dropped with them" if dropped else "")
+        )
+    different = int((~same).sum())
+    far_note = (
+        f" (with {different} different pairs, FAR 1e-2 allows no false accept)" if different < 100 else ""
+    )
+    print(f"verification: {index.summary()}, {scored}")
+    print(
+        f"  AUC {roc_auc_score(same, -distances):.4f}, EER {percent(equal_error_rate(distances, same))}, "
+        f"TAR@FAR=1e-2 {percent(tar_at_far(distances, same, 1e-2))}{far_note}"
+    )
+    accuracy = verdict_accuracy(distances, same, verifier.threshold, balanced=True)
+    print(
+        f"  balanced accuracy {percent(accuracy)} at the model's threshold {verifier.threshold:.4f} "
+        f"({verifier.threshold_source})"
+    )
+    split = folders.identification_split(embedded)
+    if not split.mated:
+        print("identification: not measured: nobody has two pictures where a face is found")
+    else:
+        print(
+            f"identification: {len(split.gallery)} people enrolled (one seeded picture each), "
+            f"{len(split.mated)} mated probes (their other pictures), "
+            f"{len(split.strangers)} stranger{'s' if len(split.strangers) != 1 else ''} (people with one picture)"
+        )
+        if not split.strangers:
+            print(
+                f"  rank-1 {percent(folders.rank1(split))}; DIR can't be measured: no strangers "
+                "(add people with a single picture)"
+            )
+        else:
+            figures = open_set_figures(split.gallery, split.mated, split.strangers)
+            print(
+                f"  rank-1 {percent(figures['rank1'])}, DIR {percent(figures['dir'][0.01])} at FPIR 1% and "
+                f"{percent(figures['dir'][0.1])} at FPIR 10% (thresholds from the strangers' nearest distances)"
+            )
+    print(f"the model card is unchanged ({verifier.folder / 'card.json'})")
+
+
+def make_verifier(args: argparse.Namespace, **options):
+    """The model of --model (the newest without it), with --calibration when given."""
     from facelib.verification import FaceVerifier
 
-    verifier = FaceVerifier(args.model, no_face="whole" if args.whole_image else "error")
+    calibration = getattr(args, "calibration", None)
+    if calibration:
+        options["calibration"] = calibration
+    return FaceVerifier(args.model, **options)
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    verifier = make_verifier(args, no_face="whole" if args.whole_image else "error")
     result = verifier.verify(args.image1, args.image2)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -152,6 +291,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
         )
         print(f"  {path}: {where}{extra}")
     print(f"  model {result.model}, detector {result.detector}, {result.timings_ms['total']:.0f} ms")
+    print(f"  threshold {result.threshold:.4f}: {result.threshold_source}")
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -165,7 +305,231 @@ def cmd_embed(args: argparse.Namespace) -> None:
     print(f"{embeddings.shape[0]} embeddings of {embeddings.shape[1]} numbers → {args.out}")
 
 
+def load_gallery(args: argparse.Namespace, verifier):
+    from facelib.gallery import Gallery, model_id
+
+    return Gallery.load(
+        model_id(verifier.folder, verifier.card), Path(args.gallery) if args.gallery else None
+    )
+
+
+def cmd_enroll(args: argparse.Namespace) -> None:
+    from facelib.folders import embed_pictures, expand_pictures
+    from facelib.gallery import check_name
+
+    name = check_name(args.name)  # before the model loads: a bad name fails at once
+    args.photos = expand_pictures(args.photos)
+    verifier = make_verifier(args)
+    gallery = load_gallery(args, verifier)  # a damaged gallery fails before the work
+    embedded = embed_pictures(verifier, [(name, Path(p)) for p in args.photos], keep_crops=True)
+    if not embedded.labels:
+        raise FacelibError(f"nothing enrolled: {embedded.skipped_summary()}")
+    for i, (embedding, crop) in enumerate(zip(embedded.embeddings, embedded.crops, strict=True)):
+        gallery.enroll(name, embedding, crop, replace=args.replace and i == 0)
+    templates = gallery.templates()
+    n = len(embedded.labels)
+    replaced = " (replacing the earlier ones)" if args.replace else ""
+    print(
+        f"enrolled {name}: {n} picture{'s' if n > 1 else ''}{replaced}; {name} now has "
+        f"{len(templates[name])} template{'s' if len(templates[name]) > 1 else ''}"
+    )
+    if embedded.skipped:
+        print(f"  {embedded.skipped_summary()}")
+    people = ", ".join(f"{person} ({len(rows)})" for person, rows in templates.items())
+    print(f"  gallery {gallery.folder}: {people}; model {gallery.model_id}")
+    if gallery.foreign():
+        print(f"  {len(gallery.foreign())} templates made by other models are kept there but not used")
+
+
+def known_templates(args: argparse.Namespace, verifier, people=None) -> tuple[dict, str]:
+    """The people to identify against, and a phrase saying where they come from:
+    the gallery, or `people`, the folder of person/*.jpg given by --known, embedded now."""
+    if people is not None:
+        from facelib.folders import embed_folder
+
+        embedded, left_out = embed_folder(verifier, people)
+        for message in left_out:
+            warn(message)
+        if embedded.skipped:
+            warn(f"{args.known}: {embedded.skipped_summary()}")
+        return embedded.templates(), f"the pictures of {people.root}"
+    gallery = load_gallery(args, verifier)
+    if not gallery.entries:
+        raise FacelibError(
+            f"nobody is enrolled in {gallery.folder}: enroll people with `facelib enroll NAME photo…`, "
+            "or give a folder of person/*.jpg with --known"
+        )
+    if not gallery.usable():
+        makers = sorted({e.model_id.split("@")[0] for e in gallery.foreign()})
+        raise FacelibError(
+            f"the gallery {gallery.folder} holds {len(gallery.entries)} templates of "
+            f"{len(gallery.names())} people, all made by another model ({', '.join(makers)}), none by "
+            f"{verifier.folder.name}: embeddings of different models cannot be compared; enroll them "
+            f"again with `facelib enroll NAME photo… --model {verifier.folder.name}`, or identify with "
+            f"--model {makers[0]}"
+        )
+    if gallery.foreign():
+        warn(f"{len(gallery.foreign())} templates in {gallery.folder} were made by other models: not used")
+    return gallery.templates(), f"the gallery {gallery.folder}"
+
+
+def cmd_identify(args: argparse.Namespace) -> None:
+    from facelib.folders import embed_pictures, expand_pictures
+    from facelib.identification import comparisons, per_comparison_far
+
+    if not 0 < args.fpir < 1:
+        raise FacelibError(f"--fpir is a rate between 0 and 1 (0.01: 1% of strangers named), not {args.fpir}")
+    if args.margin < 0:
+        raise FacelibError(f"--margin is a distance, 0 or more, not {args.margin}")
+    args.photos = expand_pictures(args.photos)
+    people = None
+    if args.known:  # a folder with nobody in it fails before the model loads
+        from facelib.folders import list_people
+
+        people = list_people(args.known)
+        for message in people.warnings:
+            warn(message)
+    verifier = make_verifier(args)
+    templates, where = known_templates(args, verifier, people)
+    try:
+        rule = verifier.open_set_rule(args.fpir, args.margin, args.mode)
+    except FacelibError as exc:
+        if args.calibration:
+            raise
+        raise FacelibError(
+            f"the model's own open-set calibration (from its validation people) could not be made: {exc}; "
+            "calibrate on your own pictures instead: `facelib calibrate --images FOLDER --name NAME`, "
+            "then `--calibration NAME`"
+        ) from exc
+    threshold = rule.threshold(templates)
+    far = per_comparison_far(args.fpir, comparisons(templates, args.mode))
+    if far < rule.curve.smallest_far:
+        warn(
+            f"FPIR {args.fpir:g} with {comparisons(templates, args.mode)} comparisons needs a false-accept rate "
+            f"of {far:.2g} per comparison, below what calibration {verifier.calibration_name!r} can measure "
+            f"({rule.curve.pairs:,} different-person pairs): the threshold is about its smallest such distance"
+        )
+    probes = embed_pictures(verifier, [(str(i), Path(p)) for i, p in enumerate(args.photos)])
+    if not probes.labels:
+        raise FacelibError(f"nobody to identify: {probes.skipped_summary()}")
+    row = {int(label): i for i, label in enumerate(probes.labels)}
+    skipped = {s.path: s for s in probes.skipped}
+    results = []
+    for i, picture in enumerate(args.photos):
+        out = {"picture": picture, "calibration": verifier.calibration_name}
+        if i in row:
+            decision = rule.decide(probes.embeddings[row[i]], templates)
+            face = probes.faces[row[i]]
+            out.update(
+                decision.to_dict(), faces=face.faces_found, box=list(face.box), explanation=decision.explain()
+            )
+        else:
+            s = skipped[Path(picture)]
+            out.update(
+                name=None,
+                reason=s.reason,
+                distance=None,
+                threshold=threshold,
+                margin=args.margin,
+                fpir=args.fpir,
+                candidates=[],
+                faces=0,
+                box=None,
+                explanation="no face found" if s.reason == "no face" else s.message,
+            )
+        results.append(out)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    templates_count = sum(len(rows) for rows in templates.values())
+    lead = f", and lead the runner-up by {args.margin:g}" if args.margin > 0 else ""
+    print(
+        f"{len(templates)} people ({templates_count} templates, {args.mode} distance) from {where}; "
+        f"calibration {verifier.calibration_name!r} ({rule.curve.source}): a name needs distance < "
+        f"{threshold:.4f}{lead} (FPIR {100 * args.fpir:g}%: strangers named)"
+    )
+    for out in results:
+        if out["distance"] is None:
+            print(f"{out['picture']}: skipped: {out['explanation']}")
+            continue
+        runner_up = out["candidates"][1] if len(out["candidates"]) > 1 else None
+        second = f", runner-up {runner_up['name']} {runner_up['distance']:.4f}" if runner_up else ""
+        several = f", {out['faces']} faces: kept the largest, most central" if out["faces"] > 1 else ""
+        print(
+            f"{out['picture']}: {out['name'] or 'unknown'} (distance {out['distance']:.4f}{second}{several})"
+        )
+        print(f"  {out['explanation']}")
+    if probes.skipped:
+        print(probes.skipped_summary())
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import time
+
+    from sklearn.metrics import roc_auc_score
+
+    from facelib import folders
+    from facelib.evaluate import best_threshold, equal_error_rate, verdict_accuracy
+    from facelib.gallery import check_name
+    from facelib.identification import Calibration, ImpostorCurve, calibration_path, save_calibration
+
+    people = folders.list_people(args.images)
+    for message in people.warnings:
+        warn(message)
+    name = check_name(args.name or people.root.resolve().name)  # a name like a path fails at once
+
+    def enough(counts: dict[str, int], what: str) -> None:
+        pairs = sum(1 for n in counts.values() if n >= 2)
+        if len(counts) < 2 or pairs < 2:
+            raise FacelibError(
+                f"too few {what} in {people.root} to calibrate: {len(counts)} people, {pairs} with two "
+                "pictures or more; give at least 2 people, and at least 2 people with 2 pictures or more"
+            )
+
+    enough({p: len(paths) for p, paths in people.people.items()}, "pictures")
+    verifier = make_verifier(args)
+    existing = calibration_path(verifier.folder, name).is_file()
+    embedded, left_out = folders.embed_folder(verifier, people)
+    for message in left_out:
+        warn(message)
+    enough(embedded.counts(), "pictures with a face found")
+    index = folders.folder_pairs(embedded.labels)
+    distances = index.distances(embedded.embeddings)
+    threshold = best_threshold(distances, index.same, balanced=True)
+    n_people, n_pictures = len(embedded.counts()), len(embedded.labels)
+    counts = f"{n_people} people, {n_pictures} pictures"
+    if embedded.skipped:
+        counts += f" ({len(embedded.skipped)} more skipped: no face found or unreadable)"
+    curve = ImpostorCurve.from_embeddings(
+        embedded.embeddings, embedded.labels, source=f"{people.root.resolve()}: {counts}"
+    )
+    source = (
+        f"facelib calibrate on {people.root.resolve()}, {time.strftime('%Y-%m-%d')}: {counts}; "
+        f"{index.summary()}, balanced accuracy"
+    )
+    path = save_calibration(verifier.folder, Calibration(name, threshold, source, curve))
+    print(
+        f"calibration {name!r} of {verifier.folder.name}: {n_people} people, {n_pictures} pictures; {index.summary()}"
+    )
+    if embedded.skipped:
+        print(f"  {embedded.skipped_summary()}")
+    print(
+        f"  threshold {threshold:.4f} (balanced accuracy {percent(verdict_accuracy(distances, index.same, threshold, True))} "
+        f"on these pairs; the model's own: {verifier.threshold:.4f}, {verifier.threshold_source})"
+    )
+    print(
+        f"  AUC {roc_auc_score(index.same, -distances):.4f}, EER {percent(equal_error_rate(distances, index.same))}; "
+        f"open-set curve from {curve.pairs:,} different-person distances"
+    )
+    print(f"  {'replaced' if existing else 'saved'}: {path}")
+    print(f"  use it: facelib verify A B --calibration {name}; facelib identify PHOTO… --calibration {name}")
+
+
 MODEL_HELP = "model folder, or run name under models/ (default: the newest there)"
+CALIBRATION_HELP = (
+    "a calibration made by `facelib calibrate` (default: the model card's: "
+    "the LFW View 1 threshold and the validation people's impostor curve)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--limit", type=int, help="only the first N images (default: the preset's)")
     prep.add_argument("--preset", choices=list(config.PRESETS), help="default: $FACELIB_PRESET or cpu")
     prep.add_argument("--workers", type=int, help="processes (default: one per core)")
+    prep.add_argument(
+        "--images",
+        metavar="FOLDER",
+        help="crop your own folder of person/*.jpg instead of LFW (into data/processed/<FOLDER>-<detector>-<size>)",
+    )
+    prep.add_argument("--out", metavar="DIR", help="with --images: write the crops and manifest.csv here")
     prep.set_defaults(run=cmd_preprocess)
 
     tr = verbs.add_parser("train", help="train the embedding network with triplet loss")
@@ -245,6 +615,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the model's calibrated threshold with this evaluation's (default: keep it)",
     )
+    ev.add_argument(
+        "--images",
+        metavar="FOLDER",
+        help="score your own folder of person/*.jpg instead of LFW (the card is not changed)",
+    )
+    ev.add_argument(
+        "--pairs",
+        metavar="FILE",
+        help="with --images: the pairs to score, in LFW's pairs.txt format (default: all same-person "
+        "pairs and as many different-person ones)",
+    )
+    ev.add_argument("--calibration", metavar="NAME", help="with --images: " + CALIBRATION_HELP)
     ev.set_defaults(run=cmd_evaluate)
 
     ve = verbs.add_parser("verify", help="are two pictures the same person?")
@@ -257,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when no face is found, use the centre of the picture (the crop training used for such pictures)",
     )
+    ve.add_argument("--calibration", metavar="NAME", help=CALIBRATION_HELP)
     ve.set_defaults(run=cmd_verify)
 
     em = verbs.add_parser("embed", help="embeddings of the face in each picture, to a .npy file")
@@ -264,6 +647,64 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--out", required=True, help="output .npy file")
     em.add_argument("--model", help=MODEL_HELP)
     em.set_defaults(run=cmd_embed)
+
+    gallery_help = "gallery folder (default: $FACELIB_HOME/gallery)"
+    en = verbs.add_parser("enroll", help="add a person to the gallery: each photo becomes one template")
+    en.add_argument("name")
+    en.add_argument("photos", nargs="+", metavar="photo", help="a picture, or a folder of them")
+    en.add_argument("--gallery", metavar="DIR", help=gallery_help)
+    en.add_argument("--model", help=MODEL_HELP)
+    en.add_argument(
+        "--replace", action="store_true", help="replace the person's templates (of this model) by these"
+    )
+    en.set_defaults(run=cmd_enroll)
+
+    from facelib.identification import DEFAULT_FPIR, TEMPLATE_MODES
+
+    idf = verbs.add_parser("identify", help="who is in each photo: an enrolled person, or unknown")
+    idf.add_argument("photos", nargs="+", metavar="photo", help="a picture, or a folder of them")
+    known = idf.add_mutually_exclusive_group()
+    known.add_argument("--gallery", metavar="DIR", help=gallery_help)
+    known.add_argument(
+        "--known",
+        metavar="FOLDER",
+        help="identify against a folder of person/*.jpg (embedded now, nothing saved) instead of the gallery",
+    )
+    idf.add_argument("--model", help=MODEL_HELP)
+    idf.add_argument("--json", action="store_true", help="print a JSON list, one object per photo")
+    idf.add_argument(
+        "--fpir",
+        type=float,
+        default=DEFAULT_FPIR,
+        help="share of strangers that may be given a name (default: %(default)s)",
+    )
+    idf.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="the nearest person must be this much nearer than the runner-up (default: %(default)s)",
+    )
+    idf.add_argument(
+        "--mode",
+        choices=list(TEMPLATE_MODES),
+        default="min",
+        help="compare with each template and keep the nearest (min), or with their mean (mean)",
+    )
+    idf.add_argument("--calibration", metavar="NAME", help=CALIBRATION_HELP)
+    idf.set_defaults(run=cmd_identify)
+
+    cal = verbs.add_parser(
+        "calibrate", help="thresholds for your own kind of pictures, from a folder of person/*.jpg"
+    )
+    cal.add_argument(
+        "--images",
+        metavar="FOLDER",
+        required=True,
+        help="person/*.jpg: at least 2 people, and at least 2 people with 2 pictures or more",
+    )
+    cal.add_argument("--name", help="the calibration's name (default: the folder's name)")
+    cal.add_argument("--model", help=MODEL_HELP)
+    cal.set_defaults(run=cmd_calibrate)
     return parser
 
 
@@ -279,7 +720,7 @@ def interrupted_message(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.verb in ("train", "evaluate", "verify", "embed"):
+    if args.verb in ("train", "evaluate", "verify", "embed", "enroll", "identify", "calibrate"):
         import_tensorflow_quietly()
     try:
         args.run(args)

@@ -183,12 +183,14 @@ def preprocess_dataset(
     workers: int | None = None,
     progress: bool = True,
     only: set[str] | None = None,
+    out_root: Path | None = None,
 ) -> Summary:
     """Crop every image under `images_root` (or the first `limit`, sorted by path; or
-    `only` those whose path relative to `images_root` is in the set)."""
+    `only` those whose path relative to `images_root` is in the set) into `out_root`
+    (default: data/processed/<variant>-<detector>-<size>)."""
     settings = settings or CropSettings()
     variant = variant or images_root.name
-    out_root = output_dir(variant, settings)
+    out_root = Path(out_root) if out_root else output_dir(variant, settings)
     _check_settings(out_root, settings, variant)
     settings.make_detector()  # fail here, clearly, before any worker starts
 
