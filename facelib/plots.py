@@ -204,3 +204,38 @@ def hardest_mistakes(distances, same, pairs, threshold: float, crops_root: Path,
         ax_right.set_title(f"{pair.left.person} / {pair.right.person}", fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def dir_fpir(
+    curves: dict[str, dict],
+    points: dict[str, list[tuple[float, float]]] | None = None,
+    title: str = "open-set identification",
+) -> Figure:
+    """Detection-and-identification rate against the false-positive identification
+    rate (log scale), one line per label (`{"fpir": [...], "dir": [...]}`, as
+    `identification.open_set_figures` returns under "curve"); `points` marks operating
+    points on them (the calibrated rule's). An FPIR of 0 is drawn at the left edge."""
+    positive = [f for c in curves.values() for f in c["fpir"] if f > 0]
+    positive += [f for marks in (points or {}).values() for f, _ in marks if f > 0]
+    floor = min(positive) / 2 if positive else 1e-3
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        fpir = np.maximum(np.asarray(curve["fpir"], float), floor)
+        (line,) = ax.step(fpir, curve["dir"], where="post", label=label)
+        for f, d in (points or {}).get(label, []):
+            ax.plot(max(f, floor), d, "o", color=line.get_color(), markersize=6, markeredgecolor="black")
+    if points:
+        ax.plot([], [], "o", color="grey", markeredgecolor="black", label="calibrated threshold")
+    highest = max([d for c in curves.values() for d in c["dir"]] or [1.0])
+    ax.set_xscale("log")
+    ax.set(
+        xlim=(floor, 1),
+        ylim=(0, min(1.01, max(0.25, 1.15 * highest))),  # weak models: the curves stay legible
+        xlabel="FPIR: strangers given a name (log)",
+        ylabel="DIR: enrolled people named rightly",
+        title=title,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
