@@ -34,11 +34,14 @@ from facelib.dashboard_controller import (
     FRAME_TIMEOUT_S,
     PROBE_TARGETS,
     DashboardController,
+    LfwEvidence,
     Outcome,
+    Person,
     Verdict,
     unexpected_error_message,
 )
 from facelib.errors import FacelibError
+from facelib.identification import Decision
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ NO_MODEL = (
     "`facelib train --preset cpu` then `facelib evaluate`), then reload this page."
 )
 SERVE_ANOTHER = "Serve one of them with `make dashboard RUN=<name>`."
+FPIR_CHOICES = [("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1)]  # strangers who may be given a name
 
 
 def _html(text: str) -> str:
@@ -122,6 +126,103 @@ def verdict_html(verdict: Verdict, sequence: int) -> str:
 </div>"""
 
 
+def decision_html(decision: Decision, calibration: str) -> str:
+    """Who the probe is: the name or "unknown" with the reason in words, the nearest
+    three people with their distances, and the rule that decided (threshold, share of
+    strangers named, calibration)."""
+    who = html.escape(decision.name) if decision.name else "unknown"
+    colour = "#2e7d32" if decision.name else "#c62828"
+    rows = "".join(
+        f'<tr class="facelib-candidate"><td>{rank}.</td><td>{html.escape(c.name)}</td>'
+        f'<td style="text-align:right">{c.distance:.3f}</td></tr>'
+        for rank, c in enumerate(decision.candidates, 1)
+    )
+    lead = f", ahead of the runner-up by {decision.margin:.3f}" if decision.margin else ""
+    rule = (
+        f"a name needs distance &lt; {decision.threshold:.3f}{lead}: at most {100 * decision.fpir:g}% "
+        f"of strangers named (FPIR target), calibration <b>{html.escape(calibration)}</b>"
+    )
+    return f"""
+<div class="facelib-identity" data-reason="{html.escape(decision.reason)}" style="line-height:1.35">
+  <div>Gallery: <b style="color:{colour}">{who}</b></div>
+  <div class="facelib-why" style="max-width:300px">{html.escape(decision.explain())}</div>
+  <table class="facelib-candidates" style="margin:4px 0">
+    <tr><th></th><th style="text-align:left">nearest people</th><th>distance</th></tr>{rows}
+  </table>
+  <small class="facelib-rule">{rule}</small>
+</div>"""
+
+
+def evidence_html(evidence: LfwEvidence | None, threshold: float | None = None) -> str:
+    """The distance among the model's LFW View 1 pairs: a small histogram (green: same
+    person, red: different people) with a black mark at the distance and a dashed one
+    at the threshold, and the two shares in words; or why there is no such evidence."""
+    if evidence is None:
+        return ""
+    if not evidence.available:
+        return (
+            '<div class="facelib-evidence" style="max-width:300px;line-height:1.3">'
+            f"<small>{_html(evidence.note)}</small></div>"
+        )
+    edges, same, different = evidence.histogram()
+    width, height = 260, 60
+    top = max(int(same.max()), int(different.max()), 1)
+    span = float(edges[-1] - edges[0])
+
+    def x(value: float) -> float:
+        return width * (value - edges[0]) / span
+
+    bars = []
+    for counts, colour in ((different, "#c62828"), (same, "#2e7d32")):
+        for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True):
+            if count:
+                h = height * count / top
+                bars.append(
+                    f'<rect x="{x(left):.1f}" y="{height - h:.1f}" width="{x(right) - x(left):.1f}" '
+                    f'height="{h:.1f}" fill="{colour}" fill-opacity="0.55"/>'
+                )
+    marks = [
+        f'<line class="facelib-evidence-mark" x1="{x(evidence.distance):.1f}" x2="{x(evidence.distance):.1f}" '
+        f'y1="0" y2="{height}" stroke="#000" stroke-width="2"/>'
+    ]
+    if threshold is not None and edges[0] <= threshold <= edges[-1]:
+        marks.append(
+            f'<line x1="{x(threshold):.1f}" x2="{x(threshold):.1f}" y1="0" y2="{height}" '
+            'stroke="#555" stroke-dasharray="3,2"/>'
+        )
+    axis = (
+        f'<text x="0" y="{height + 11}" font-size="9">{edges[0]:.2f}</text>'
+        f'<text x="{width}" y="{height + 11}" font-size="9" text-anchor="end">{edges[-1]:.2f}</text>'
+    )
+    return f"""
+<div class="facelib-evidence" data-same-at-least="{evidence.same_at_least:.4f}"
+     data-different-closer="{evidence.different_closer:.4f}" style="max-width:300px;margin-top:8px;line-height:1.3">
+  <svg width="{width}" height="{height + 13}" role="img" aria-label="LFW View 1 distances">
+    {"".join(bars)}{"".join(marks)}{axis}
+  </svg>
+  <div><small><span style="color:#2e7d32">■</span> same person
+  <span style="color:#c62828">■</span> different people · black: this distance · dashed: threshold</small></div>
+  <div class="facelib-evidence-text"><small>{html.escape(evidence.sentence())}</small></div>
+</div>"""
+
+
+def person_label(person: Person) -> str:
+    """A person in the gallery list: the name, their templates, and those made by another
+    model (kept, never compared)."""
+
+    def templates(n: int) -> str:
+        return f"{n} template{'s' if n != 1 else ''}"
+
+    if not person.foreign:
+        return f"{person.name} · {templates(person.templates)}"
+    other = f"{templates(person.foreign)} made by another model: not used"
+    return (
+        f"{person.name} · {templates(person.templates)}, {other}"
+        if person.templates
+        else f"{person.name} · {other}"
+    )
+
+
 class Dashboard:
     """The page. `controller` holds the state; None when no model could be loaded (the
     page then says why, and what to do)."""
@@ -185,15 +286,37 @@ class Dashboard:
     # ================================================================= widgets
 
     def _build(self, camera: bool) -> None:
-        verifier = self.controller.verifier
         self.reference_view = w.Image(format="jpeg", layout=w.Layout(width="300px"))
         self.probe_view = w.Image(format="jpeg", layout=w.Layout(width="300px"))
         self.reference_crop = w.Image(format="jpeg", layout=w.Layout(width="112px"))
         self.probe_crop = w.Image(format="jpeg", layout=w.Layout(width="112px"))
         self.result = w.HTML("<i>Capture or upload a reference face, then a probe.</i>")
+        self.evidence = w.HTML()
         self.identity = w.HTML()
         self.name = w.Text(placeholder="name to enroll", layout=w.Layout(width="180px"))
-        self.people = w.Select(options=[], rows=5, layout=w.Layout(width="240px"))
+        self.people = w.Select(options=[], rows=5, layout=w.Layout(width="320px"))
+        self.fpir = w.Dropdown(
+            options=FPIR_CHOICES,
+            value=self.controller.fpir,
+            description="strangers named",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="200px"),
+        )
+        self.margin = w.BoundedFloatText(
+            value=self.controller.margin,
+            min=0.0,
+            max=2.0,
+            step=0.01,
+            description="nearest ahead by",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="200px"),
+        )
+        self.fpir.observe(lambda change: self._set_identification(fpir=change["new"]), names="value")
+        self.margin.observe(lambda change: self._set_identification(margin=change["new"]), names="value")
+        self.calibrate_button = w.Button(description="Calibrate on my gallery", icon="sliders")
+        self.calibrate_button.layout.width = "200px"
+        self.calibrate_button.on_click(lambda _: self.calibrate_on_gallery())
+        self.calibration_note = w.HTML()
         self.live = w.ToggleButton(description="Live", icon="video", tooltip="verify continuously")
         self.live.observe(self._on_live, names="value")
 
@@ -229,13 +352,8 @@ class Dashboard:
             self.recorder = ImageRecorder(stream=self.camera, format="jpeg")
             self.recorder.observe(self._on_recording, names="recording")
             camera_box = [self.camera]
-        header = w.HTML(
-            "<style>.facelib-camera video, .facelib-camera {width: 320px !important; height: auto !important}</style>"
-            f"{TITLE}<small>model <b>{html.escape(verifier.folder.name)}</b>, "
-            f"detector {verifier.detector.name}, threshold {verifier.threshold:.3f} "
-            f"({html.escape(verifier.threshold_source)}). "
-            "Pictures stay in this page unless you enroll them.</small>"
-        )
+        self.header = w.HTML()
+        self._refresh_header()
         self._refresh_people()
         controls = w.VBox(
             [
@@ -249,7 +367,7 @@ class Dashboard:
         # (tornado's default): the limit stays below that, so it is what refuses a picture.
         limit = w.HTML(f"<small>Pictures up to {dashboard_controller.MAX_UPLOAD_BYTES / 1e6:g} MB.</small>")
         self.widget.children = [
-            header,
+            self.header,
             self.message,
             w.HBox([*camera_box, controls]),
             w.HBox([*self.uploads.values(), limit]),
@@ -257,12 +375,32 @@ class Dashboard:
                 [
                     w.VBox([w.HTML("<b>Reference</b>"), self.reference_view, self.reference_crop]),
                     w.VBox([w.HTML("<b>Probe</b>"), self.probe_view, self.probe_crop]),
-                    w.VBox([self.result, self.identity]),
+                    w.VBox([self.result, self.evidence, self.identity]),
                 ]
             ),
-            w.HTML("<b>Gallery</b> (enrolled people)"),
-            w.HBox([self.people, self.delete_button]),
+            w.HTML(
+                "<b>Gallery</b> (enrolled people; enroll several captures of a person for better "
+                "identification)"
+            ),
+            w.HBox(
+                [
+                    self.people,
+                    w.VBox([self.delete_button, self.fpir, self.margin]),
+                    w.VBox([self.calibrate_button, self.calibration_note]),
+                ]
+            ),
         ]
+
+    def _refresh_header(self) -> None:
+        verifier = self.controller.verifier
+        self.header.value = (
+            "<style>.facelib-camera video, .facelib-camera {width: 320px !important; height: auto !important}</style>"
+            f"{TITLE}<small>model <b>{html.escape(verifier.folder.name)}</b>, "
+            f"detector {verifier.detector.name}, threshold {verifier.threshold:.3f} "
+            f"({html.escape(verifier.threshold_source)}), calibration "
+            f'<b class="facelib-calibration">{html.escape(self.controller.calibration_name)}</b>. '
+            "Pictures stay in this page unless you enroll them.</small>"
+        )
 
     def _say(self, text: str, kind: str = "info") -> None:
         self._say_html(html.escape(text), kind)
@@ -281,27 +419,44 @@ class Dashboard:
             self.reference_view.value, self.reference_crop.value = picture.picture_jpeg, picture.crop_jpeg
         if picture is not None and outcome.target in PROBE_TARGETS:
             self.probe_view.value, self.probe_crop.value = picture.picture_jpeg, picture.crop_jpeg
+        if not outcome.is_error and outcome.target in PROBE_TARGETS:
             self._show_identity(outcome)
         if outcome.verdict is not None:
             self.result.value = verdict_html(outcome.verdict, self.controller.verdicts)
+            self.evidence.value = evidence_html(outcome.evidence, outcome.verdict.threshold)
         if outcome.gallery_changed:
             self._refresh_people()
+        if outcome.calibration_changed:
+            self._refresh_header()
 
     def _show_identity(self, outcome: Outcome) -> None:
         identity = outcome.identity
-        if identity is None:
-            self.identity.value = "<small>Gallery empty: enroll people to identify probes.</small>"
-            return
-        who = f"<b>{html.escape(identity.name)}</b>" if identity.name else "<b>unknown</b>"
-        self.identity.value = (
-            f'<div class="facelib-identity">Gallery: {who} (nearest distance {identity.distance:.3f})</div>'
-        )
+        if outcome.identity_problem:
+            self.identity.value = f'<small style="color:#b00020">{_html(outcome.identity_problem)}</small>'
+        elif identity is None:
+            others = sum(1 for person in self.controller.people() if not person.templates)
+            note = f" ({others} enrolled with another model, not comparable)" if others else ""
+            self.identity.value = f"<small>Gallery empty{note}: enroll people to identify probes.</small>"
+        else:
+            self.identity.value = decision_html(identity, self.controller.calibration_name)
 
     def _refresh_people(self) -> None:
-        self.people.options = [
-            (f"{name} (made by another model: not used)" if foreign else name, name)
-            for name, foreign in self.controller.people()
-        ]
+        self.people.options = [(person_label(person), person.name) for person in self.controller.people()]
+        ready, note = self.controller.gallery_calibration_readiness()
+        self.calibrate_button.disabled = not ready
+        self.calibration_note.value = (
+            f'<div style="max-width:260px;line-height:1.3"><small class="facelib-calibration-note">'
+            f"{html.escape(note)}</small></div>"
+        )
+
+    @_reporting_errors
+    def _set_identification(self, fpir: float | None = None, margin: float | None = None) -> None:
+        self.show(self.controller.set_identification(fpir, margin))
+
+    @_reporting_errors
+    def calibrate_on_gallery(self) -> None:
+        self._say("Calibrating on your gallery…")
+        self.show(self.controller.calibrate_on_gallery())
 
     # ================================================================= pictures
 

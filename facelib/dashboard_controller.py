@@ -6,7 +6,10 @@ only shows what this returns, and the tests drive it directly.
     outcome = controller.handle_picture("probe", other_jpeg_bytes, source="b.jpg")
     outcome.message    # plain text for the message line ("b.jpg: face found.")
     outcome.verdict    # Verdict(distance, threshold, same_person, elapsed_ms)
-    outcome.identity   # Identity(name or None, distance), None with nobody enrolled
+    outcome.identity   # identification.Decision (name or None, why, nearest three), None with nobody enrolled
+    outcome.evidence   # LfwEvidence: where the distance falls among the model's LFW View 1 pairs
+    controller.people()                 # [Person(name, templates, foreign)], each person once
+    controller.calibrate_on_gallery()   # thresholds from the enrolled templates, saved and used
 
 Camera frames come from the browser, later and maybe never: `ask_for_frame` records
 what the next frame is for, `frame_arrived` answers it, and a request left unanswered
@@ -23,13 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
-from facelib.gallery import Gallery, Identity, model_id
+from facelib.gallery import Gallery, model_id
+from facelib.identification import DEFAULT_FPIR, Calibration, Decision
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ MAX_UPLOAD_BYTES = 8_000_000
 FRAME_TIMEOUT_S = 5.0
 PROBE_TARGETS = ("probe", "live")  # "live": a probe taken by live mode
 TARGETS = ("reference", *PROBE_TARGETS, "enroll")
+# "Calibrate on my gallery" needs this many people with this many templates each.
+CALIBRATION_PEOPLE, CALIBRATION_TEMPLATES = 3, 2
+GALLERY_CALIBRATION = "gallery"
 
 
 @dataclass
@@ -64,6 +72,58 @@ class Verdict:
     elapsed_ms: float  # from the picture's arrival in the kernel to this verdict
 
 
+@dataclass(frozen=True)
+class LfwEvidence:
+    """A verification distance beside the model's own LFW View 1 pairs (people it never
+    trained on): how many same-person pairs were at least this far apart, and how many
+    different-person pairs were closer. Without them (`available` False), `note` says why."""
+
+    distance: float
+    same: np.ndarray | None = None  # View 1 distances of same-person pairs
+    different: np.ndarray | None = None  # … and of different-person pairs
+    note: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.same is not None and self.different is not None
+
+    @property
+    def same_at_least(self) -> float:
+        """Share of same-person pairs whose distance was this one or more."""
+        return float(np.mean(self.same >= self.distance)) if len(self.same) else float("nan")
+
+    @property
+    def different_closer(self) -> float:
+        """Share of different-person pairs closer than this distance."""
+        return float(np.mean(self.different < self.distance)) if len(self.different) else float("nan")
+
+    def histogram(self, bins: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bin edges (covering the current distance too), same-person and
+        different-person counts."""
+        both = np.concatenate([self.same, self.different, [self.distance]])
+        low, high = float(both.min()), float(both.max())
+        edges = np.linspace(low, high if high > low else low + 1e-6, bins + 1)
+        return edges, np.histogram(self.same, edges)[0], np.histogram(self.different, edges)[0]
+
+    def sentence(self) -> str:
+        if not self.available:
+            return self.note
+        return (
+            f"On LFW View 1 (people this model never trained on), {100 * self.same_at_least:.0f}% of "
+            f"{len(self.same)} same-person pairs were at least {self.distance:.3f} apart, and "
+            f"{100 * self.different_closer:.0f}% of {len(self.different)} different-person pairs "
+            "were closer."
+        )
+
+
+class Person(NamedTuple):
+    """One enrolled person, as the gallery list shows them."""
+
+    name: str
+    templates: int  # pictures enrolled with the current model: the ones identification compares
+    foreign: int  # pictures enrolled with another model: listed, never compared
+
+
 @dataclass
 class Outcome:
     """What one request did, for the page to show. `message` is plain text."""
@@ -73,8 +133,11 @@ class Outcome:
     target: str | None = None
     picture: AnalysedPicture | None = None
     verdict: Verdict | None = None
-    identity: Identity | None = None  # set for probes when someone usable is enrolled
+    identity: Decision | None = None  # set for probes when someone usable is enrolled
+    identity_problem: str = ""  # why a probe could not be identified (no open-set calibration)
+    evidence: LfwEvidence | None = None  # set with every verdict
     gallery_changed: bool = False
+    calibration_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +178,14 @@ class DashboardController:
         self._clock = clock
         self._pending: FrameRequest | None = None
         self._pending_lock = threading.Lock()
+        self._rule = None  # the open-set rule, made on the first identification
+        self.fpir, self.margin = DEFAULT_FPIR, 0.0  # the open-set rule's settings
+        from facelib.evaluate import VIEW1_DISTANCES
+
+        folder = getattr(verifier, "folder", None)
+        # Where `facelib evaluate` leaves View 1's distances (a test may point elsewhere).
+        self.lfw_distances_path = folder / "eval" / VIEW1_DISTANCES if folder is not None else None
+        self._lfw_distances: tuple | None = None  # (path, mtime_ns, same, different)
 
     @classmethod
     def for_model(cls, model: str | Path | None = None, gallery_folder: Path | None = None, **options):
@@ -223,16 +294,32 @@ class DashboardController:
         note = f" ({picture.faces_found} faces found: using the largest, most central one)" if several else ""
         if target == "enroll":
             name = enroll_name.strip()
-            self.gallery.enroll(name, picture.embedding, picture.crop_rgb)
-            return Outcome(f"Enrolled {name}{note}.", target=target, picture=picture, gallery_changed=True)
+            entry = self.gallery.enroll(name, picture.embedding, picture.crop_rgb)
+            count = sum(e.name == entry.name and e.model_id == entry.model_id for e in self.gallery.entries)
+            which = f"{_ordinal(count)} template" if count > 1 else "first template"
+            return Outcome(
+                f"Enrolled {entry.name} ({which}){note}.",
+                target=target,
+                picture=picture,
+                gallery_changed=True,
+            )
         outcome = Outcome(f"{source}: face found{note}.", target=target, picture=picture)
         if target == "reference":
             self.reference = picture
         else:
             self.probe = picture
-            outcome.identity = self.identify(picture.embedding)
+            self._identify_into(outcome, picture.embedding)
         outcome.verdict = self.compare(start)
+        if outcome.verdict is not None:
+            outcome.evidence = self.explain_distance(outcome.verdict.distance)
         return outcome
+
+    def _identify_into(self, outcome: Outcome, embedding: np.ndarray) -> None:
+        # A probe that cannot be identified still gets its verdict.
+        try:
+            outcome.identity = self.identify(embedding)
+        except FacelibError as exc:
+            outcome.identity_problem = f"Cannot identify: {exc}"
 
     def analyse(self, data: bytes, source: str = "picture") -> AnalysedPicture:
         """Decode, find the face, crop and embed; FacelibError names `source`."""
@@ -262,8 +349,80 @@ class DashboardController:
         elapsed_ms = 1000 * (time.perf_counter() - start)
         return Verdict(distance, threshold, same_person(distance, threshold), elapsed_ms)
 
-    def identify(self, embedding: np.ndarray) -> Identity | None:
-        return self.gallery.identify(embedding, self.verifier.threshold)
+    def identify(self, embedding: np.ndarray) -> Decision | None:
+        """Who the probe is among the enrolled people; None when nobody usable is enrolled."""
+        if not self.gallery.templates():
+            return None
+        if self._rule is None:
+            self._rule = self.verifier.open_set_rule(self.fpir, self.margin)
+        return self.gallery.identify(embedding, self._rule)
+
+    @property
+    def calibration_name(self) -> str:
+        """The calibration the thresholds come from: "lfw" (the model card's) or a named one."""
+        return getattr(self.verifier, "calibration_name", "lfw")
+
+    def set_identification(self, fpir: float | None = None, margin: float | None = None) -> Outcome:
+        """Change the open-set rule: `fpir`, the share of strangers who may be given a
+        name; `margin`, how much nearer than the runner-up the best person must be.
+        The probe shown is identified again under the new rule."""
+        if fpir is not None and not 0 < fpir < 1:
+            return Outcome(
+                f"The share of strangers named must be between 0 and 1, not {fpir}.", is_error=True
+            )
+        if margin is not None and margin < 0:
+            return Outcome(f"The margin is a distance, 0 or more, not {margin}.", is_error=True)
+        with self.busy:
+            self.fpir = self.fpir if fpir is None else float(fpir)
+            self.margin = self.margin if margin is None else float(margin)
+            self._rule = None
+            outcome = Outcome(
+                f"Identification: at most {100 * self.fpir:g}% of strangers named"
+                + (f", the nearest person ahead of the next by {self.margin:g}." if self.margin else ".")
+            )
+            self._reidentify_into(outcome)
+        return outcome
+
+    def _reidentify_into(self, outcome: Outcome) -> None:
+        if self.probe is not None:
+            outcome.target = "probe"
+            self._identify_into(outcome, self.probe.embedding)
+
+    # ================================================================= LFW evidence
+
+    def explain_distance(self, distance: float) -> LfwEvidence:
+        """Where `distance` falls among the model's LFW View 1 pairs, or why that is
+        not known (the model was never evaluated)."""
+        path = self.lfw_distances_path
+        run = getattr(self.verifier, "folder", None)
+        command = f"`facelib evaluate --model {run.name}`" if run is not None else "`facelib evaluate`"
+        if path is None or not path.is_file():
+            evaluated = path is not None and (path.parent / "metrics.json").is_file()
+            note = (
+                f"This model was evaluated before its View 1 distances were kept: run {command} again "
+                "to see how LFW pairs compare with this distance."
+                if evaluated
+                else f"This model has not been evaluated on LFW, so there is nothing to compare this "
+                f"distance with: run {command}."
+            )
+            return LfwEvidence(distance, note=note)
+        try:
+            same, different = self._load_lfw_distances(path)
+        except (OSError, ValueError, KeyError) as exc:
+            return LfwEvidence(distance, note=f"{path} cannot be read ({exc}): run {command} again.")
+        return LfwEvidence(distance, same, different)
+
+    def _load_lfw_distances(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        stamp = path.stat().st_mtime_ns
+        cached = self._lfw_distances
+        if cached is None or cached[:2] != (path, stamp):
+            with np.load(path) as data:
+                distances = np.asarray(data["distances"], np.float64)
+                same = np.asarray(data["same"], bool)
+            if distances.shape != same.shape:
+                raise ValueError(f"{len(distances)} distances but {len(same)} labels")
+            cached = self._lfw_distances = (path, stamp, distances[same], distances[~same])
+        return cached[2], cached[3]
 
     # ================================================================= gallery
 
@@ -276,6 +435,96 @@ class DashboardController:
             return Outcome(str(exc), is_error=True)
         return Outcome(f"Deleted {name}.", gallery_changed=True)
 
-    def people(self) -> list[tuple[str, bool]]:
-        """(name, made by another model) for each enrolled person, in enrolment order."""
-        return [(e.name, e.model_id != self.gallery.model_id) for e in self.gallery.entries]
+    def people(self) -> list[Person]:
+        """Each enrolled person once, in enrolment order, with how many templates the
+        current model made and how many another model made."""
+        counts: dict[str, list[int]] = {}
+        for e in self.gallery.entries:
+            counts.setdefault(e.name, [0, 0])[e.model_id != self.gallery.model_id] += 1
+        return [Person(name, usable, foreign) for name, (usable, foreign) in counts.items()]
+
+    # ================================================================= gallery calibration
+
+    def gallery_calibration_readiness(self) -> tuple[bool, str]:
+        """Whether the gallery can calibrate the thresholds, and a note saying why (not)."""
+        templates = self.gallery.templates()
+        ready = sum(len(rows) >= CALIBRATION_TEMPLATES for rows in templates.values())
+        if ready >= CALIBRATION_PEOPLE:
+            return True, (
+                f"{len(templates)} people, {sum(map(len, templates.values()))} templates: "
+                "thresholds can be measured on your own pictures."
+            )
+        return False, (
+            f"Needs {CALIBRATION_PEOPLE} people with at least {CALIBRATION_TEMPLATES} templates each "
+            f"(now {ready}): enroll more captures per person."
+        )
+
+    def gallery_calibration(self) -> Calibration:
+        """Thresholds measured on the enrolled templates: the verification threshold with
+        the best balanced accuracy over all same-person and all different-person template
+        pairs, and the impostor curve of the different-person pairs."""
+        from facelib.evaluate import best_threshold
+        from facelib.identification import ImpostorCurve, different_person_distances
+
+        ready, why = self.gallery_calibration_readiness()
+        if not ready:
+            raise FacelibError(why)
+        templates = self.gallery.templates()
+        embeddings = np.concatenate(list(templates.values()))
+        labels = np.repeat(np.arange(len(templates)), [len(rows) for rows in templates.values()])
+        same = np.concatenate([_pair_distances(rows) for rows in templates.values()])
+        different = different_person_distances(embeddings, labels)
+        threshold = best_threshold(
+            np.concatenate([same, different]),
+            np.concatenate([np.ones(len(same), bool), np.zeros(len(different), bool)]),
+            balanced=True,
+        )
+        where = f"the gallery {self.gallery.folder}: {len(templates)} people, {len(embeddings)} templates"
+        source = (
+            f"balanced accuracy over {len(same)} same-person and {len(different)} different-person "
+            f"template pairs of {where}"
+        )
+        curve = ImpostorCurve.from_distances(different, source=where)
+        return Calibration(GALLERY_CALIBRATION, threshold, source, curve)
+
+    def calibrate_on_gallery(self) -> Outcome:
+        """Measure the thresholds on the gallery, save them as the model's calibration
+        "gallery" and use them from now on: for verdicts and for identification."""
+        from facelib.identification import save_calibration
+
+        start = time.perf_counter()
+        with self.busy:
+            try:
+                calibration = self.gallery_calibration()
+                path = save_calibration(self.verifier.folder, calibration)
+            except FacelibError as exc:
+                return Outcome(str(exc), is_error=True)
+            before = self.verifier.threshold
+            self._use_calibration(calibration)
+            outcome = Outcome(
+                f"Calibrated on your gallery: verification threshold {calibration.threshold:.3f} "
+                f"(was {before:.3f}), and names are now given by this gallery's different-person "
+                f"distances; saved as calibration '{calibration.name}' in {path}. "
+                "Measured on few pictures, so rough: enroll more to firm it up.",
+                calibration_changed=True,
+            )
+            self._reidentify_into(outcome)
+            outcome.verdict = self.compare(start)
+            if outcome.verdict is not None:
+                outcome.evidence = self.explain_distance(outcome.verdict.distance)
+        return outcome
+
+    def _use_calibration(self, calibration: Calibration) -> None:
+        self.verifier.use_calibration(calibration)
+        self._rule = None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _pair_distances(rows: np.ndarray) -> np.ndarray:
+    """Every distance between two rows (each pair once)."""
+    i, j = np.triu_indices(len(rows), k=1)
+    return np.asarray(embedding_distance(rows[i], rows[j]), np.float64).reshape(-1)

@@ -149,6 +149,13 @@ class FaceVerifier:
             curve = ImpostorCurve.from_dict(ensure_open_set_calibration(self.folder, self.model, self.card))
         return OpenSetRule(curve, fpir=fpir or DEFAULT_FPIR, margin=margin, mode=mode)
 
+    def use_calibration(self, calibration) -> None:
+        """Switch to `calibration` (an identification.Calibration) without loading the
+        model again: its threshold for verify, its impostor curve for identification."""
+        self.calibration = calibration
+        self.threshold = calibration.threshold
+        self.threshold_source = f"calibration {calibration.name!r} ({calibration.threshold_source})"
+
     @property
     def calibration_name(self) -> str:
         from facelib.identification import CARD

@@ -3,6 +3,7 @@ over it (widget values)."""
 
 import json
 import logging
+import shutil
 import time
 from types import SimpleNamespace
 
@@ -13,9 +14,18 @@ import pytest
 
 from facelib import dashboard_controller
 from facelib.dashboard import Dashboard
-from facelib.dashboard_controller import DashboardController, Verdict
+from facelib.dashboard_controller import DashboardController, Person, Verdict
 from facelib.decision import same_person
-from facelib.gallery import Gallery, model_id
+from facelib.evaluate import best_threshold, save_view1_distances
+from facelib.gallery import THUMBNAILS, Gallery, model_id
+from facelib.identification import (
+    DEFAULT_FPIR,
+    FAR_GRID,
+    ImpostorCurve,
+    OpenSetRule,
+    calibration_path,
+    load_calibration,
+)
 from facelib.verification import FaceVerifier
 
 
@@ -143,8 +153,308 @@ def test_gallery_identifies_another_picture_of_the_enrolled_person_not_someone_e
     embeddings = verifier.embed([enrolled, same, other])
     assert known.distance == pytest.approx(np.linalg.norm(embeddings[0] - embeddings[1]), abs=1e-5)
     assert unknown.distance == pytest.approx(np.linalg.norm(embeddings[0] - embeddings[2]), abs=1e-5)
-    assert 0 < known.distance < verifier.threshold <= unknown.distance
-    assert known.name == "Adel" and unknown.name is None
+    assert known.name == "Adel" and known.reason == "match"
+    assert unknown.name is None and unknown.reason == "too far"
+    # The open-set threshold, for strangers named at the FPIR target, is what decided.
+    assert known.fpir == DEFAULT_FPIR and known.threshold == unknown.threshold
+    assert 0 < known.distance < known.threshold <= unknown.distance
+    assert [c.name for c in known.candidates] == ["Adel"]
+
+
+# ------------------------------------------------- identification, on chosen embeddings
+# A stand-in for FaceVerifier with what the controller asks of it, and an impostor curve
+# whose every open-set threshold is 1.0: each embedding below is chosen, so each
+# distance and each decision is known.
+
+OPEN_SET_THRESHOLD = 1.0
+THUMBNAIL = np.full((8, 8, 3), 128, np.uint8)
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, np.float64)
+    return vector / np.linalg.norm(vector)
+
+
+class FakeVerifier:
+    def __init__(self, folder):
+        self.folder, self.threshold, self.threshold_source, self.calibration = folder, 0.9, "card", None
+        self.curve = ImpostorCurve(FAR_GRID, (OPEN_SET_THRESHOLD,) * len(FAR_GRID), 1000, "chosen")
+
+    @property
+    def calibration_name(self):  # as FaceVerifier's
+        return self.calibration.name if self.calibration is not None else "lfw"
+
+    def open_set_rule(self, fpir=None, margin=0.0, mode="min"):  # as FaceVerifier's
+        curve = self.calibration.curve if self.calibration is not None else self.curve
+        return OpenSetRule(curve, fpir or DEFAULT_FPIR, margin, mode)
+
+    use_calibration = FaceVerifier.use_calibration  # the real one
+
+
+MODEL = "chosen-model@2024"
+
+
+@pytest.fixture
+def chosen(tmp_path):
+    """A controller over a gallery of four people at right angles, Ada with two templates."""
+    controller = DashboardController(FakeVerifier(tmp_path / "model"), Gallery.load(MODEL, tmp_path / "g"))
+    gallery = controller.gallery
+    gallery.enroll("Ada", _unit(1, 0, 0, 0, 0), THUMBNAIL)
+    gallery.enroll("Ada", _unit(1, 0, 0, 0, 0.2), THUMBNAIL)
+    for name, vector in [("Grace", (0, 1, 0, 0, 0)), ("Linus", (0, 0, 1, 0, 0)), ("Ken", (0, 0, 0, 1, 0))]:
+        gallery.enroll(name, _unit(*vector), THUMBNAIL)
+    return controller
+
+
+def _distance(a, b):
+    return float(np.linalg.norm(a - b))
+
+
+def test_identification_names_the_nearest_and_lists_the_three_nearest(chosen):
+    probe = _unit(1, 0.3, 0.1, 0, 0.2)
+    decision = chosen.identify(probe)
+    expected = {
+        "Ada": _distance(probe, _unit(1, 0, 0, 0, 0.2)),  # the nearer of Ada's two templates
+        "Grace": _distance(probe, _unit(0, 1, 0, 0, 0)),
+        "Linus": _distance(probe, _unit(0, 0, 1, 0, 0)),
+    }
+    assert expected["Ada"] < _distance(probe, _unit(1, 0, 0, 0, 0))
+    assert [c.name for c in decision.candidates] == ["Ada", "Grace", "Linus"]  # Ken is 4th
+    assert [c.distance for c in decision.candidates] == [pytest.approx(expected[n]) for n in expected]
+    assert decision.name == "Ada" and decision.reason == "match"
+    assert decision.threshold == OPEN_SET_THRESHOLD and decision.fpir == DEFAULT_FPIR
+
+
+def test_unknown_says_whether_too_far_from_everyone_or_too_close_to_two(chosen):
+    stranger = _unit(0, 0, 0, 0, 1)  # far from all but Ada's second template
+    far = chosen.identify(stranger)
+    assert far.name is None and far.reason == "too far"
+    assert far.distance == pytest.approx(_distance(stranger, _unit(1, 0, 0, 0, 0.2)))
+    assert far.distance > OPEN_SET_THRESHOLD
+    assert far.explain().startswith("unknown: too far from everyone (nearest Ada")
+
+    between = _unit(1, 0.9, 0, 0, 0)  # within the threshold of Ada (0.72) and Grace (0.81)
+    d_ada, d_grace = _distance(between, _unit(1, 0, 0, 0, 0)), _distance(between, _unit(0, 1, 0, 0, 0))
+    assert d_ada < d_grace < OPEN_SET_THRESHOLD and d_grace - d_ada < 0.2
+    assert chosen.identify(between).name == "Ada"  # no margin asked: the nearer one
+    outcome = chosen.set_identification(margin=0.2)
+    assert not outcome.is_error and "ahead of the next by 0.2" in outcome.message
+    ambiguous = chosen.identify(between)
+    assert ambiguous.name is None and ambiguous.reason == "ambiguous" and ambiguous.margin == 0.2
+    assert ambiguous.explain().startswith("unknown: too close to two people (Ada")
+    assert chosen.identify(_unit(1, 0, 0, 0, 0.1)).name == "Ada"  # a clear lead still names
+
+
+def test_identification_settings_are_checked_and_reach_the_rule(chosen):
+    assert chosen.set_identification(fpir=1.5).is_error and chosen.fpir == DEFAULT_FPIR
+    assert chosen.set_identification(margin=-0.1).is_error and chosen.margin == 0.0
+    chosen.set_identification(fpir=0.1)
+    assert chosen.identify(_unit(1, 0, 0, 0, 0)).fpir == 0.1
+
+
+def test_nobody_enrolled_with_this_model_identifies_nobody(tmp_path):
+    Gallery.load("other-model@2020", tmp_path / "g").enroll("Ada", _unit(1, 0), THUMBNAIL)
+    controller = DashboardController(FakeVerifier(tmp_path / "model"), Gallery.load(MODEL, tmp_path / "g"))
+    assert controller.identify(_unit(1, 0)) is None  # distance 0, yet made by another model
+    assert controller.people() == [Person("Ada", 0, 1)]
+
+
+def test_people_are_listed_once_with_their_templates_and_those_of_another_model(chosen, tmp_path):
+    chosen.gallery.entries[1].model_id = "other-model@2020"  # Ada's second template
+    assert chosen.people() == [
+        Person("Ada", 1, 1),
+        Person("Grace", 1, 0),
+        Person("Linus", 1, 0),
+        Person("Ken", 1, 0),
+    ]
+    assert chosen.delete("Ada").gallery_changed
+    assert [p.name for p in chosen.people()] == ["Grace", "Linus", "Ken"]
+    assert Gallery.load(MODEL, tmp_path / "g").names() == ["Grace", "Linus", "Ken"]
+
+
+# ------------------------------------------------- a distance among LFW View 1 pairs
+
+SAME = [0.1, 0.2, 0.3, 0.4]
+DIFFERENT = [0.3, 0.5, 0.6, 0.7, 0.8]
+
+
+def _evaluated(folder):
+    """A model folder with View 1 distances written as `facelib evaluate` writes them."""
+    distances = np.array(SAME + DIFFERENT)
+    same = np.array([True] * len(SAME) + [False] * len(DIFFERENT))
+    order = np.random.default_rng(0).permutation(len(distances))  # the file is not sorted by class
+    save_view1_distances(folder / "eval", distances[order], same[order])
+    return folder
+
+
+def test_a_distance_is_placed_among_the_models_lfw_pairs(tmp_path):
+    controller = DashboardController(FakeVerifier(_evaluated(tmp_path / "model")), gallery=None)
+    evidence = controller.explain_distance(0.35)
+    assert evidence.available
+    assert sorted(evidence.same) == SAME and sorted(evidence.different) == DIFFERENT
+    assert evidence.same_at_least == 1 / 4  # 0.4
+    assert evidence.different_closer == 1 / 5  # 0.3
+    assert evidence.sentence() == (
+        "On LFW View 1 (people this model never trained on), 25% of 4 same-person pairs were at "
+        "least 0.350 apart, and 20% of 5 different-person pairs were closer."
+    )
+    at = controller.explain_distance(0.3)  # at least as far: 0.3 counts; closer: 0.3 does not
+    assert (at.same_at_least, at.different_closer) == (2 / 4, 0.0)
+    edges, same, different = controller.explain_distance(0.9).histogram(bins=8)
+    assert edges[0] == 0.1 and edges[-1] == 0.9  # the distance itself is on the scale
+    assert same.sum() == 4 and different.sum() == 5
+
+
+def test_a_model_never_evaluated_says_so_instead(tmp_path):
+    controller = DashboardController(FakeVerifier(tmp_path / "run-a"), gallery=None)
+    evidence = controller.explain_distance(0.35)
+    assert not evidence.available
+    assert "has not been evaluated" in evidence.note and "facelib evaluate --model run-a" in evidence.note
+    (tmp_path / "run-a" / "eval").mkdir(parents=True)
+    (tmp_path / "run-a" / "eval" / "metrics.json").write_text("{}")  # evaluated before the file
+    assert "evaluated before its View 1 distances were kept" in controller.explain_distance(0.35).note
+    _evaluated(tmp_path / "run-a")
+    assert controller.explain_distance(0.35).available  # read when it appears
+
+
+def test_every_verdict_comes_with_its_lfw_evidence(controller, bush, tmp_path):
+    controller.lfw_distances_path = _evaluated(tmp_path / "model") / "eval" / "view1_distances.npz"
+    controller.handle_picture("reference", _bytes(bush[0]))
+    outcome = controller.handle_picture("probe", _bytes(bush[1]))
+    distance = outcome.verdict.distance
+    assert outcome.evidence.distance == distance
+    assert outcome.evidence.same_at_least == np.mean(np.array(SAME) >= distance)
+
+
+# ------------------------------------------------- several captures, thumbnails
+
+
+def _thumbnails_match_the_entries(folder):
+    referenced = {e.thumbnail for e in Gallery.load(MODEL, folder).entries}
+    on_disk = {f"{THUMBNAILS}/{p.name}" for p in (folder / THUMBNAILS).glob("*")}
+    assert referenced == on_disk, (referenced, on_disk)
+    assert not list(folder.glob("*.jpg"))  # nothing beside gallery.json either
+    return on_disk
+
+
+def test_several_captures_of_one_person_each_add_a_template(controller, bush):
+    for n, picture in enumerate(bush, 1):
+        outcome = controller.handle_picture("enroll", _bytes(picture), enroll_name="George ")
+        assert not outcome.is_error and outcome.gallery_changed
+        assert controller.people() == [Person("George", n, 0)]
+    assert outcome.message == "Enrolled George (3rd template)."
+    assert len(controller.gallery.templates()["George"]) == 3
+    assert controller.delete("George").message == "Deleted George." and controller.people() == []
+
+
+def test_enroll_delete_and_re_enroll_leave_exactly_the_thumbnails_referred_to(
+    verifier, gallery_dir, bush, lfw_root
+):
+    controller = DashboardController(verifier, Gallery.load(MODEL, gallery_dir))
+    serena = lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"
+
+    def enroll(name, picture):
+        assert not controller.handle_picture("enroll", _bytes(picture), enroll_name=name).is_error
+        return _thumbnails_match_the_entries(gallery_dir)
+
+    enroll("George", bush[0])
+    enroll("George", bush[1])
+    first = enroll("Ann Lee", serena)
+    controller.delete("George")
+    kept = _thumbnails_match_the_entries(gallery_dir)
+    assert len(kept) == 1 and kept < first  # Ann Lee's
+    again = enroll("George", bush[0])  # re-enrolled: a fresh file name, no deleted one reused
+    assert len(again) == 2 and kept < again and not (again - kept) & first
+    assert len(enroll("Ann_Lee", bush[2])) == 3  # the same safe file name as "Ann Lee"
+    controller.delete("Ann Lee")
+    assert [p.name for p in controller.people()] == ["George", "Ann_Lee"]
+    _thumbnails_match_the_entries(gallery_dir)
+    (gallery_dir / THUMBNAILS / "left-by-a-crash.jpg").write_bytes(b"x")  # a write that died midway
+    enroll("George", bush[1])  # the next save clears it
+    assert len(_thumbnails_match_the_entries(gallery_dir)) == 3
+
+
+# ------------------------------------------------- calibrate on my gallery
+
+
+def _enroll_chosen(controller, people):
+    for name, vectors in people.items():
+        for vector in vectors:
+            controller.gallery.enroll(name, _unit(*vector), THUMBNAIL)
+
+
+# Three people with two templates each, and one with a single template: 3 same-person
+# pairs (up to 0.28 apart) and 18 different-person pairs (from 1.04).
+CALIBRATION_PEOPLE = {
+    "Ada": [(1, 0.1, 0, 0, 0), (1, -0.1, 0, 0, 0)],
+    "Grace": [(0.4, 1, 0.1, 0, 0), (0.4, 1, -0.1, 0, 0)],
+    "Linus": [(0, 0, 1, 0.1, 0), (0, 0.2, 1, -0.1, 0)],
+    "Ken": [(0, 0, 0, 0, 1)],
+}
+
+
+def _expected_calibration():
+    rows = [(name, _unit(*v)) for name, vectors in CALIBRATION_PEOPLE.items() for v in vectors]
+    same, different = [], []
+    for i, (a, x) in enumerate(rows):
+        for b, y in rows[i + 1 :]:
+            (same if a == b else different).append(_distance(x, y))
+    labels = np.array([True] * len(same) + [False] * len(different))
+    threshold = best_threshold(np.array(same + different), labels, balanced=True)
+    assert max(same) < threshold < min(different)  # the embeddings were chosen so
+    return threshold, np.array(different)
+
+
+def test_calibrating_on_the_gallery_needs_three_people_with_two_templates(tmp_path):
+    controller = DashboardController(FakeVerifier(tmp_path / "model"), Gallery.load(MODEL, tmp_path / "g"))
+    _enroll_chosen(controller, {k: CALIBRATION_PEOPLE[k] for k in ("Ada", "Grace", "Ken")})
+    ready, note = controller.gallery_calibration_readiness()
+    assert not ready and note.startswith("Needs 3 people with at least 2 templates each (now 2)")
+    refused = controller.calibrate_on_gallery()
+    assert refused.is_error and "Needs 3 people" in refused.message
+    assert not (tmp_path / "model" / "calibrations").exists() and controller.verifier.threshold == 0.9
+
+
+def test_calibrating_on_the_gallery_saves_and_switches_to_it(tmp_path):
+    verifier = FakeVerifier(tmp_path / "model")
+    controller = DashboardController(verifier, Gallery.load(MODEL, tmp_path / "g"))
+    _enroll_chosen(controller, CALIBRATION_PEOPLE)
+    assert controller.gallery_calibration_readiness()[0]
+    before = controller.identify(_unit(1, 0, 0, 0, 0))
+    outcome = controller.calibrate_on_gallery()
+
+    threshold, different = _expected_calibration()
+    assert not outcome.is_error and outcome.calibration_changed
+    assert "Calibrated on your gallery: verification threshold" in outcome.message
+    assert f"{threshold:.3f} (was 0.900)" in outcome.message
+    saved = load_calibration(tmp_path / "model", "gallery")
+    assert str(calibration_path(tmp_path / "model", "gallery")) in outcome.message
+    assert saved.threshold == pytest.approx(threshold) and saved.curve.pairs == len(different) == 18
+    assert "3 same-person and 18 different-person template pairs" in saved.threshold_source
+    # The page now runs on it: verdicts and names.
+    assert verifier.threshold == pytest.approx(threshold) and controller.calibration_name == "gallery"
+    assert "calibration 'gallery'" in verifier.threshold_source
+    after = controller.identify(_unit(1, 0, 0, 0, 0))
+    expected = ImpostorCurve.from_distances(different, "x").threshold_for(DEFAULT_FPIR, 7)
+    assert after.threshold == pytest.approx(expected) and after.threshold != before.threshold
+
+
+def test_a_gallery_calibration_is_the_one_a_verifier_loads_by_name(smoke_model, tmp_path):
+    model = tmp_path / "model"  # a copy: the calibration is saved into the model folder
+    model.mkdir()
+    (model / "model.keras").symlink_to(smoke_model / "model.keras")
+    shutil.copy(smoke_model / "card.json", model / "card.json")
+    verifier = FaceVerifier(model, no_face="error")
+    controller = DashboardController(verifier, Gallery.load(model_id(model, verifier.card), tmp_path / "g"))
+    dimension = verifier.model.output_shape[-1]
+    for name, vectors in CALIBRATION_PEOPLE.items():
+        for vector in vectors:
+            controller.gallery.enroll(name, _unit(*vector, *[0] * (dimension - 5)), THUMBNAIL)
+    assert controller.calibrate_on_gallery().calibration_changed
+    loaded = FaceVerifier(model, no_face="error", calibration="gallery")
+    assert (verifier.threshold, verifier.threshold_source) == (loaded.threshold, loaded.threshold_source)
+    assert verifier.calibration_name == loaded.calibration_name == "gallery"
+    assert verifier.open_set_rule() == loaded.open_set_rule()
 
 
 # ===================================================================== the page
@@ -280,11 +590,12 @@ def test_gallery_enroll_identify_delete_and_persist(smoke_model, gallery_dir, lf
     assert "Gallery empty" in board.identity.value
     board.name.value = "Adel"
     _capture(board, "enroll", _bytes(enrolled))
-    assert "Enrolled Adel" in board.message.value and board.people.options == (("Adel", "Adel"),)
+    assert "Enrolled Adel (first template)" in board.message.value
+    assert board.people.options == (("Adel · 1 template", "Adel"),)
     _upload(board, "probe", _bytes(lfw_root / "Adel_Al-Jubeir" / "Adel_Al-Jubeir_0002.jpg"))
-    assert "<b>Adel</b>" in board.identity.value
+    assert '<b style="color:#2e7d32">Adel</b>' in board.identity.value
     _capture(board, "probe", _bytes(lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"))
-    assert "<b>unknown</b>" in board.identity.value
+    assert ">unknown</b>" in board.identity.value and "too far from everyone" in board.identity.value
     board.name.value = "Serena"
     _upload(board, "enroll", _bytes(lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"))
     assert "Enrolled Serena" in board.message.value and board.gallery.names() == ["Adel", "Serena"]
@@ -293,8 +604,9 @@ def test_gallery_enroll_identify_delete_and_persist(smoke_model, gallery_dir, lf
     assert again.gallery.names() == ["Adel", "Serena"] and again.people.options[0][1] == "Adel"
     again.people.value = "Adel"
     again.delete_button.click()
-    assert again.gallery.names() == ["Serena"] and len(list(gallery_dir.glob("*.jpg"))) == 1
-    assert "Deleted Adel" in again.message.value and again.people.options == (("Serena", "Serena"),)
+    assert again.gallery.names() == ["Serena"] and len(list((gallery_dir / THUMBNAILS).glob("*.jpg"))) == 1
+    assert "Deleted Adel" in again.message.value
+    assert again.people.options == (("Serena · 1 template", "Serena"),)
     assert Dashboard(smoke_model, gallery_folder=gallery_dir).gallery.names() == ["Serena"]
 
 
@@ -316,9 +628,10 @@ def test_gallery_of_another_model_is_flagged_not_mixed(smoke_model, gallery_dir,
     data["entries"][0]["model_id"] = "some-other-model@2020"
     index.write_text(json.dumps(data))
     other = Dashboard(smoke_model, gallery_folder=gallery_dir)
-    assert "another model" in other.people.options[0][0]
+    assert other.people.options == (("George · 1 template made by another model: not used", "George"),)
     _capture(other, "probe", _bytes(bush[0]))  # distance 0 to George's entry, were it used
-    assert "George" not in other.identity.value and "Gallery empty" in other.identity.value
+    assert "George" not in other.identity.value
+    assert "Gallery empty (1 enrolled with another model, not comparable)" in other.identity.value
 
 
 def test_camera_frames_arrive_when_recording_stops(board, bush):
@@ -368,6 +681,74 @@ def test_a_capture_that_never_arrives_is_reported(smoke_model, gallery_dir):
     assert _wait_for(lambda: "no frame within 0.2 s" in board.message.value)
     assert "click again" in board.message.value
     assert board.controller.pending is None and board.recorder.recording is False
+
+
+def test_a_probe_shows_the_three_nearest_people_and_why(smoke_model, gallery_dir, lfw_root, bush):
+    board = Dashboard(smoke_model, gallery_folder=gallery_dir)
+    for name, picture in [
+        ("George", bush[0]),
+        ("George", bush[1]),
+        ("Serena", lfw_root / "Serena_Williams" / "Serena_Williams_0001.jpg"),
+        ("Adel", lfw_root / "Adel_Al-Jubeir" / "Adel_Al-Jubeir_0001.jpg"),
+        ("Colin", lfw_root / "Colin_Powell" / "Colin_Powell_0001.jpg"),
+    ]:
+        board.name.value = name
+        _upload(board, "enroll", _bytes(picture))
+    assert [label for label, _ in board.people.options][:2] == ["George · 2 templates", "Serena · 1 template"]
+    _upload(board, "probe", _bytes(bush[2]))
+    decision = board.controller.identify(board.controller.probe.embedding)
+    text = board.identity.value
+    assert text.count('class="facelib-candidate"') == 3 and len(decision.candidates) == 3
+    for candidate in decision.candidates:
+        assert f"<td>{candidate.name}</td>" in text and f">{candidate.distance:.3f}</td>" in text
+    assert decision.explain() in text and f'data-reason="{decision.reason}"' in text
+    assert f"a name needs distance &lt; {decision.threshold:.3f}" in text
+    assert "at most 1% of strangers named (FPIR target), calibration <b>lfw</b>" in text
+
+    board.fpir.value = 0.1  # the page's setting reaches the rule, and the probe shown
+    assert board.controller.fpir == 0.1 and "10% of strangers named" in board.identity.value
+
+
+def test_a_verdict_shows_where_its_distance_falls_among_lfw_pairs(board, bush, tmp_path):
+    _upload(board, "reference", _bytes(bush[0]))
+    _upload(board, "probe", _bytes(bush[1]))
+    assert (
+        "has not been evaluated" in board.evidence.value
+        and "facelib evaluate --model" in board.evidence.value
+    )
+
+    board.controller.lfw_distances_path = _evaluated(tmp_path / "model") / "eval" / "view1_distances.npz"
+    _upload(board, "probe", _bytes(bush[2]))
+    distance = board.controller.compare(time.perf_counter()).distance
+    same_share = np.mean(np.array(SAME) >= distance)
+    different_share = np.mean(np.array(DIFFERENT) < distance)
+    text = board.evidence.value
+    assert "<svg" in text and 'class="facelib-evidence-mark"' in text
+    assert f'data-same-at-least="{same_share:.4f}"' in text
+    assert f'data-different-closer="{different_share:.4f}"' in text
+    assert f"{100 * same_share:.0f}% of 4 same-person pairs were at least {distance:.3f} apart" in text
+
+
+def test_the_calibrate_button_waits_for_enough_templates_then_switches(smoke_model, tmp_path, monkeypatch):
+    model = tmp_path / "model"  # a copy: the calibration is saved into the model folder
+    model.mkdir()
+    (model / "model.keras").symlink_to(smoke_model / "model.keras")
+    shutil.copy(smoke_model / "card.json", model / "card.json")
+    board = Dashboard(model, gallery_folder=tmp_path / "g", camera=False)
+    assert board.calibrate_button.disabled and "Needs 3 people" in board.calibration_note.value
+    dimension = board.verifier.model.output_shape[-1]
+    for name, vectors in CALIBRATION_PEOPLE.items():
+        for vector in vectors:
+            board.controller.gallery.enroll(name, _unit(*vector, *[0] * (dimension - 5)), THUMBNAIL)
+    board._refresh_people()
+    assert (
+        not board.calibrate_button.disabled and "thresholds can be measured" in board.calibration_note.value
+    )
+    assert "calibration <b" in board.header.value and ">lfw</b>" in board.header.value
+    board.calibrate_button.click()
+    threshold, _ = _expected_calibration()
+    assert "Calibrated on your gallery" in board.message.value
+    assert f"threshold {threshold:.3f}" in board.header.value and ">gallery</b>" in board.header.value
 
 
 # ===================================================================== which model

@@ -2,7 +2,12 @@
 Playwright) shows it with a fake camera that films an LFW face.
 
 Needs /usr/bin/chromium and ffmpeg (`.ci/run` installs both); under CI their absence
-fails the test, elsewhere it skips. Screenshots go to test-artifacts/.
+fails the test, elsewhere it skips. Screenshots go to test-artifacts/, and the page with
+a probe identified among enrolled people to docs/dashboard.png (the README shows it).
+
+The page serves a copy of the smoke model holding View 1 distances of a sample of LFW
+View 1 test pairs (as `facelib evaluate` leaves them in eval/), so the verdict is shown
+among LFW pairs; a full evaluation would take minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
+SAMPLE_PAIRS = 40  # View 1 test pairs of each kind measured for the served model
 CHROMIUM = "/usr/bin/chromium"
 NOTEBOOK = ROOT / "notebooks" / "04_webcam_dashboard.ipynb"
 
@@ -64,9 +71,34 @@ def fake_camera(lfw_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def voila_url(smoke_model):
+def served_model(smoke_model, lfw_root, tmp_path_factory) -> Path:
+    """A copy of the smoke model (same name, model.keras linked) with eval/ holding the
+    distances of SAMPLE_PAIRS same and SAMPLE_PAIRS different View 1 test pairs."""
+    import numpy as np
+
+    from facelib import datasets
+    from facelib.evaluate import save_view1_distances
+    from facelib.verification import FaceVerifier
+
+    folder = tmp_path_factory.mktemp("served") / smoke_model.name
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
+    shutil.copy(smoke_model / "card.json", folder / "card.json")
+    pairs = datasets.view1_pairs("test")  # 500 same pairs, then 500 different ones
+    pairs = pairs[:SAMPLE_PAIRS] + pairs[500 : 500 + SAMPLE_PAIRS]
+    verifier = FaceVerifier(folder, no_face="whole")
+    left = verifier.embed([p.left.path(lfw_root) for p in pairs])
+    right = verifier.embed([p.right.path(lfw_root) for p in pairs])
+    save_view1_distances(
+        folder / "eval", np.linalg.norm(left - right, axis=1), np.array([p.same for p in pairs])
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def voila_url(served_model):
     port = _free_port()
-    env = {**os.environ, "FACELIB_MODEL": str(smoke_model)}
+    env = {**os.environ, "FACELIB_MODEL": str(served_model)}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "voila.log", "w")  # noqa: SIM115  (closed in finally)
     process = subprocess.Popen(
@@ -123,6 +155,12 @@ def _message(page) -> str:
     return page.locator(".facelib-message").inner_text(timeout=60_000)
 
 
+def _wait_for_message(page, text: str) -> None:
+    page.wait_for_function(
+        f"document.querySelector('.facelib-message')?.innerText.includes({text!r})", timeout=60_000
+    )
+
+
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -168,6 +206,44 @@ def test_enrolled_name_is_identified(page):
         "document.querySelector('.facelib-identity')?.innerText.includes('George')", timeout=60_000
     )
     _shot(page, "dashboard-gallery.png")
+
+
+def test_two_captures_of_one_person_then_a_probe_shows_the_three_nearest(page, lfw_root):
+    page.get_by_placeholder("name to enroll").fill("Serena")
+    serena = lfw_root / "Serena_Williams"
+    _upload(page, "Upload enroll", serena / "Serena_Williams_0001.jpg")
+    _wait_for_message(page, "Enrolled Serena (first template)")
+    _upload(page, "Upload enroll", serena / "Serena_Williams_0002.jpg")
+    _wait_for_message(page, "Enrolled Serena (2nd template)")
+    for name, picture in [
+        ("Colin", "Colin_Powell/Colin_Powell_0001.jpg"),
+        ("Adel", "Adel_Al-Jubeir/Adel_Al-Jubeir_0001.jpg"),
+    ]:
+        page.get_by_placeholder("name to enroll").fill(name)
+        _upload(page, "Upload enroll", lfw_root / picture)
+        _wait_for_message(page, f"Enrolled {name} (first template)")
+    people = [text.replace("\xa0", " ") for text in page.locator("select option").all_inner_texts()]
+    assert people.count("Serena · 2 templates") == 1, people  # one line per person
+    assert "Colin · 1 template" in people and "Adel · 1 template" in people
+
+    _upload(page, "Upload probe", serena / "Serena_Williams_0003.jpg")
+    _wait_for_message(page, "Serena_Williams_0003.jpg: face found")
+    page.wait_for_function("document.querySelectorAll('.facelib-candidate').length === 3", timeout=60_000)
+    candidates = page.locator(".facelib-candidate").all_inner_texts()
+    assert all(any(name in row for name in ("Serena", "Colin", "Adel", "George")) for row in candidates)
+    why = page.locator(".facelib-why").inner_text()
+    assert why.startswith(("Serena:", "Colin:", "Adel:", "George:", "unknown: too far", "unknown: too close"))
+    assert "of strangers named (FPIR target), calibration lfw" in page.locator(".facelib-rule").inner_text()
+    # The verdict among the served model's LFW pairs: the histogram and the two shares.
+    assert page.locator(".facelib-evidence svg").is_visible()
+    evidence = page.locator(".facelib-evidence-text").inner_text()
+    assert f"of {SAMPLE_PAIRS} same-person pairs were at least" in evidence, evidence
+    _shot(page, "dashboard-identify.png")
+    # Voilà scrolls inside its own container: a taller window shows the whole page.
+    page.set_viewport_size({"width": 1100, "height": 1800})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
+    page.set_viewport_size({"width": 1100, "height": 1500})
 
 
 def test_uploading_a_non_image_shows_a_message(page, tmp_path):
