@@ -52,9 +52,12 @@ def main() -> None:
         print_table(evaluation)
         card = json.loads((folder / "card.json").read_text())
         cfg = card["config"]
+        margin = "soft margin" if cfg.get("soft_margin", True) else f"hinge {cfg['margin']}"
+        extras = " + CosFace head" if cfg.get("classifier", "none") != "none" else ""
         training = (
-            f"{cfg['mining']}, {cfg['head']} head, {cfg['input_size']} px, "
-            f"{card['history']['epochs']}×{cfg['steps_per_epoch']} steps of {cfg['p'] * cfg['k']}"
+            f"{cfg['mining']} ({margin}){extras}, {cfg['head']} embedding, {cfg['input_size']} px"
+            f"{' bf16' if cfg.get('bfloat16') else ''}, {cfg.get('optimizer', 'adam')}, "
+            f"{card['history']['epochs']}×{cfg['steps_per_epoch']} steps of P{cfg['p']}×K{cfg['k']}"
         )
         add(f"`{folder.name}`", training, evaluation)
         crops_root = config.processed_dir() / cfg["crops"]

@@ -261,6 +261,11 @@ def evaluate_folder(args: argparse.Namespace) -> None:
                 f"  rank-1 {percent(figures['rank1'])}, DIR {percent(figures['dir'][0.01])} at FPIR 1% and "
                 f"{percent(figures['dir'][0.1])} at FPIR 10% (thresholds from the strangers' nearest distances)"
             )
+            if len(split.strangers) < 100:
+                print(
+                    f"  with {len(split.strangers)} strangers the smallest FPIR that can be measured is "
+                    f"1/{len(split.strangers)}: the 1% figure is really at that rate"
+                )
     print(f"the model card is unchanged ({verifier.folder / 'card.json'})")
 
 
@@ -401,6 +406,12 @@ def cmd_identify(args: argparse.Namespace) -> None:
             "calibrate on your own pictures instead: `facelib calibrate --images FOLDER --name NAME`, "
             "then `--calibration NAME`"
         ) from exc
+    if args.mode == "mean" and any(len(t) > 1 for t in templates.values()):
+        warn(
+            "--mode mean: a mean template sits closer to everyone than the single pictures the "
+            "calibration measured, so more strangers than --fpir get a name (bench/open_set.py on "
+            "validation people: 23% at a 10% target); --mode min keeps the calibration"
+        )
     threshold = rule.threshold(templates)
     far = per_comparison_far(args.fpir, comparisons(templates, args.mode))
     if far < rule.curve.smallest_far:

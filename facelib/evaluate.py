@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -411,10 +412,19 @@ def validation_impostor_curve(model, card: dict):
 def ensure_open_set_calibration(folder: Path, model, card: dict) -> dict:
     """Add the open-set calibration to a card made before it existed, and save it."""
     from facelib.files import write_json_atomic
+    from facelib.model import read_card
 
     if "open_set" not in card:
-        card["open_set"] = validation_impostor_curve(model, card).to_dict()
-        write_json_atomic(folder / "card.json", card)
+        print(
+            f"{folder.name}: no open-set calibration in its card yet (evaluated before it existed); "
+            "measuring it once on the validation people…",
+            file=sys.stderr,
+        )
+        curve = validation_impostor_curve(model, card).to_dict()
+        fresh = read_card(folder)  # another process may have changed the card meanwhile
+        fresh.setdefault("open_set", curve)
+        write_json_atomic(folder / "card.json", fresh)
+        card["open_set"] = fresh["open_set"]
     return card["open_set"]
 
 

@@ -8,8 +8,9 @@
 
 `gallery/gallery.json` holds names, embeddings and the id of the model that made each
 one; thumbnails are JPEGs in gallery/thumbnails/, under names that are never reused.
-Every write is atomic, and a save removes the files of thumbnails/ that no entry refers
-to (only there: a gallery folder may hold other pictures). Entries made by another model
+Every write is atomic, each change starts from the file on disk (so the dashboard and
+`facelib enroll` do not write over each other's people), and a save removes the
+thumbnails/ files named as this module names them that no entry refers to. Entries made by another model
 are kept and listed but flagged, never mixed into identification. A person may have
 several entries (templates); `identification.OpenSetRule` decides who a probe is.
 """
@@ -39,6 +40,17 @@ class Entry:
 
 
 THUMBNAILS = "thumbnails"
+OUR_THUMBNAIL = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{12}\.jpg")
+
+
+def _read_entries(folder: Path) -> list[Entry]:
+    index = folder / "gallery.json"
+    if not index.is_file():
+        return []
+    try:
+        return [Entry(**e) for e in json.loads(index.read_text())["entries"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FacelibError(f"{index} is damaged ({exc}); move it away to start a new gallery") from exc
 
 
 def model_id(folder: Path, card: dict) -> str:
@@ -68,16 +80,12 @@ class Gallery:
     @classmethod
     def load(cls, model: str, folder: Path | None = None) -> Gallery:
         folder = folder or config.home() / "gallery"
-        index = folder / "gallery.json"
-        entries = []
-        if index.is_file():
-            try:
-                entries = [Entry(**e) for e in json.loads(index.read_text())["entries"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise FacelibError(
-                    f"{index} is damaged ({exc}); move it away to start a new gallery"
-                ) from exc
-        return cls(folder, model, entries)
+        return cls(folder, model, _read_entries(folder))
+
+    def _refresh(self) -> None:
+        # Another process (the dashboard, `facelib enroll`) may have saved since this one
+        # loaded: start each change from the file, so its entries are not written over.
+        self.entries = _read_entries(self.folder)
 
     # ---------------------------------------------------------------- queries
 
@@ -113,6 +121,7 @@ class Gallery:
         import cv2
 
         name = check_name(name)
+        self._refresh()
         (self.folder / THUMBNAILS).mkdir(parents=True, exist_ok=True)
         thumbnail = self._unused_thumbnail_name(name)
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(thumbnail_rgb, cv2.COLOR_RGB2BGR))
@@ -139,6 +148,7 @@ class Gallery:
                 return candidate
 
     def delete(self, name: str) -> None:
+        self._refresh()
         gone = [e for e in self.entries if e.name == name]
         if not gone:
             raise FacelibError(f"{name!r} is not in the gallery")
@@ -159,5 +169,6 @@ class Gallery:
         write_atomic(self.folder / "gallery.json", data)
         kept = {e.thumbnail for e in self.entries}
         for path in (self.folder / THUMBNAILS).glob("*.jpg"):
-            if f"{THUMBNAILS}/{path.name}" not in kept:
+            # only files named as this class names them: the folder may hold the user's own
+            if OUR_THUMBNAIL.fullmatch(path.name) and f"{THUMBNAILS}/{path.name}" not in kept:
                 path.unlink(missing_ok=True)

@@ -59,8 +59,8 @@ def different_person_distances(embeddings: np.ndarray, labels, chunk: int = 1024
 class ImpostorCurve:
     """How often two different people come closer than a distance: the false-accept
     rate of one comparison (FAR), stored at FAR_GRID. Below 1/pairs it cannot be
-    measured: `threshold_at` then answers the smallest distance seen, and says so
-    through `measurable`."""
+    measured: `threshold_at` then answers about the smallest distance seen, and
+    `smallest_far` says where that starts."""
 
     far: tuple[float, ...]
     distance: tuple[float, ...]
@@ -114,9 +114,26 @@ class ImpostorCurve:
     @classmethod
     def from_dict(cls, data: dict) -> ImpostorCurve:
         try:
-            return cls(tuple(data["far"]), tuple(data["distance"]), int(data["pairs"]), str(data["source"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FacelibError(f"damaged open-set calibration ({exc}); calibrate again") from exc
+            curve = cls(
+                tuple(float(x) for x in data["far"]),
+                tuple(float(x) for x in data["distance"]),
+                int(data["pairs"]),
+                str(data["source"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FacelibError(f"damaged open-set calibration ({exc!r}); calibrate again") from exc
+        far = np.array(curve.far)
+        if (
+            not len(far)
+            or len(far) != len(curve.distance)
+            or curve.pairs < 1
+            or np.any(np.diff(far) <= 0)
+            or np.any(np.diff(curve.distance) < 0)
+        ):
+            raise FacelibError(
+                "damaged open-set calibration (its curve is empty or not increasing); calibrate again"
+            )
+        return curve
 
 
 def per_comparison_far(fpir: float, comparisons: int) -> float:
@@ -161,7 +178,7 @@ class Decision:
                 f"unknown: too far from everyone (nearest {best.name} at {best.distance:.3f}; "
                 f"a name needs less than {self.threshold:.3f}, for {100 * self.fpir:g}% strangers named)"
             )
-        second = self.runner_up
+        second = self.runner_up or best
         return (
             f"unknown: too close to two people ({best.name} {best.distance:.3f}, "
             f"{second.name} {second.distance:.3f}; the nearest must lead by {self.margin:.3f})"
@@ -295,6 +312,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
+        if not isinstance(data, dict):
+            raise FacelibError(f"damaged calibration (not a JSON object but {type(data).__name__})")
         curve = data.get("open_set")
         return cls(
             str(data["name"]),
@@ -307,6 +326,10 @@ class Calibration:
 def calibration_path(model_folder, name: str):
     from facelib.gallery import check_name
 
+    if not name.strip():
+        raise FacelibError("give the calibration a name")
+    if name.strip() == CARD:
+        raise FacelibError(f"{CARD!r} names the model card's own calibration (LFW); choose another name")
     return model_folder / CALIBRATIONS / f"{check_name(name)}.json"
 
 

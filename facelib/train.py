@@ -274,6 +274,15 @@ class WorkerBackup(keras.callbacks.Callback):
             self.model.save_weights(str(Path(scratch) / "latest.weights.h5"))
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether the CPU lists bfloat16 instructions (Linux; elsewhere: assume it does)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
@@ -620,6 +629,11 @@ def _train(
     # Set every time: the policy is global, and an earlier run in this process may have changed it.
     policy = "mixed_bfloat16" if cfg.bfloat16 else "mixed_float16" if cfg.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(policy)
+    if cfg.bfloat16 and not cpu_has_bfloat16() and not tf.config.list_physical_devices("GPU"):
+        print(
+            "note: bfloat16 is on but this CPU lists no bfloat16 instructions (avx512_bf16, amx_bf16): "
+            "it may train slower than float32 here; `--set bfloat16=false` turns it off"
+        )
     keras.utils.set_random_seed(cfg.seed)
     kind = {
         "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",  # its class name

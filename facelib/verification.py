@@ -91,7 +91,9 @@ class FaceVerifier:
         self.detector = self.crop_settings.make_detector()
         self.input_size = int(self.card["input_size"])
         self.calibration = None
-        if calibration is not None:
+        from facelib.identification import CARD
+
+        if calibration is not None and calibration != CARD:  # "lfw": the card's own
             from facelib.identification import load_calibration
 
             self.calibration = load_calibration(self.folder, calibration)

@@ -117,12 +117,25 @@ def test_thumbnail_names_never_collide_after_deletions(tmp_path):
 
 def test_a_save_removes_orphaned_thumbnails_but_not_other_pictures(gallery, tmp_path):
     folder = tmp_path / "gallery"
-    (folder / THUMBNAILS / "left-by-a-crash.jpg").write_bytes(b"x")
-    (folder / "my-own-photo.jpg").write_bytes(b"y")  # the user's, beside gallery.json
+    (folder / THUMBNAILS / "Linus-0123456789ab.jpg").write_bytes(b"x")  # one a crash left
+    (folder / THUMBNAILS / "holiday.jpg").write_bytes(b"y")  # the user's own
+    (folder / "my-own-photo.jpg").write_bytes(b"z")
     gallery.enroll("Linus", _unit(1, 1, 0), THUMBNAIL)
-    assert not (folder / THUMBNAILS / "left-by-a-crash.jpg").exists()
-    assert (folder / "my-own-photo.jpg").exists()
-    assert _thumbnail_files(folder) == sorted(e.thumbnail for e in gallery.entries)
+    assert not (folder / THUMBNAILS / "Linus-0123456789ab.jpg").exists()
+    assert (folder / THUMBNAILS / "holiday.jpg").exists() and (folder / "my-own-photo.jpg").exists()
+    ours = sorted(e.thumbnail for e in gallery.entries)
+    assert _thumbnail_files(folder) == sorted([*ours, f"{THUMBNAILS}/holiday.jpg"])
+
+
+def test_two_open_galleries_do_not_write_over_each_other(tmp_path):
+    folder = tmp_path / "gallery"
+    dashboard = Gallery.load(MODEL, folder)
+    terminal = Gallery.load(MODEL, folder)  # `facelib enroll` while the dashboard is open
+    terminal.enroll("Bob", _unit(0, 1, 0), THUMBNAIL)
+    dashboard.enroll("Ada", _unit(1, 0, 0), THUMBNAIL)
+    again = Gallery.load(MODEL, folder)
+    assert again.names() == ["Bob", "Ada"]
+    assert all((folder / e.thumbnail).is_file() for e in again.entries)
 
 
 def test_delete_and_bad_names_give_clear_errors(gallery):

@@ -248,3 +248,31 @@ def test_the_split_is_deterministic_and_never_probes_an_enrolled_picture():
     assert len(seeds) > 1  # the seed matters
     with pytest.raises(FacelibError):
         open_set_split(people, enroll=3)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[1, 2]",
+        "null",
+        '{"name": "x", "threshold": 1.0, "open_set": {"far": [], "distance": [], "pairs": 3, "source": "s"}}',
+        '{"name": "x", "threshold": 1.0, "open_set": {"far": [0.1, 0.2], "distance": [1.0], "pairs": 3, "source": "s"}}',
+        '{"name": "x", "threshold": 1.0, "open_set": {"far": [0.1, 0.2], "distance": [1.0, 1.1], "pairs": 0, "source": "s"}}',
+        '{"name": "x", "threshold": "high"}',
+        "{not json",
+    ],
+)
+def test_a_damaged_calibration_file_is_a_clear_error(tmp_path, content):
+    from facelib.identification import CALIBRATIONS, load_calibration
+
+    (tmp_path / CALIBRATIONS).mkdir()
+    (tmp_path / CALIBRATIONS / "mine.json").write_text(content)
+    with pytest.raises(FacelibError, match="damaged"):
+        load_calibration(tmp_path, "mine")
+
+
+def test_the_card_calibration_name_is_reserved(tmp_path):
+    from facelib.identification import CARD, Calibration, save_calibration
+
+    with pytest.raises(FacelibError, match="model card's own"):
+        save_calibration(tmp_path, Calibration(CARD, 1.0, "x", None))
