@@ -90,9 +90,11 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         for message in people.warnings:
             warn(message)
         # All of the folder's pictures: the preset's limit is for LFW (only --limit cuts here).
-        summary, _ = preprocess_folder(
+        summary, _, left_out = preprocess_folder(
             people, settings, out_root=args.out, workers=args.workers, limit=args.limit
         )
+        for message in left_out:
+            warn(message)
         print(summary)
         return
     limit = args.limit if args.limit is not None else config.preset(args.preset).preprocess_limit
@@ -251,8 +253,9 @@ def evaluate_folder(args: argparse.Namespace) -> None:
             f"{len(split.strangers)} stranger{'s' if len(split.strangers) != 1 else ''} (people with one picture)"
         )
         if not split.strangers:
+            figures = open_set_figures(split.gallery, split.mated, [], fpirs=())
             print(
-                f"  rank-1 {percent(folders.rank1(split))}; DIR can't be measured: no strangers "
+                f"  rank-1 {percent(figures['rank1'])}; DIR can't be measured: no strangers "
                 "(add people with a single picture)"
             )
         else:
@@ -274,7 +277,7 @@ def make_verifier(args: argparse.Namespace, **options):
     from facelib.verification import FaceVerifier
 
     calibration = getattr(args, "calibration", None)
-    if calibration:
+    if calibration is not None:  # a blank one is refused ("give the calibration a name"), not ignored
         options["calibration"] = calibration
     return FaceVerifier(args.model, **options)
 
@@ -323,7 +326,10 @@ def cmd_enroll(args: argparse.Namespace) -> None:
     from facelib.gallery import check_name
 
     name = check_name(args.name)  # before the model loads: a bad name fails at once
-    args.photos = expand_pictures(args.photos)
+    args.photos = expand_pictures(
+        args.photos,
+        "enroll one person at a time, e.g. `facelib enroll NAME {folder}/NAME`",
+    )
     verifier = make_verifier(args)
     gallery = load_gallery(args, verifier)  # a damaged gallery fails before the work
     embedded = embed_pictures(verifier, [(name, Path(p)) for p in args.photos], keep_crops=True)
@@ -386,7 +392,10 @@ def cmd_identify(args: argparse.Namespace) -> None:
         raise FacelibError(f"--fpir is a rate between 0 and 1 (0.01: 1% of strangers named), not {args.fpir}")
     if args.margin < 0:
         raise FacelibError(f"--margin is a distance, 0 or more, not {args.margin}")
-    args.photos = expand_pictures(args.photos)
+    args.photos = expand_pictures(
+        args.photos,
+        "use --known {folder} to compare against them, or give person folders or pictures as probes",
+    )
     people = None
     if args.known:  # a folder with nobody in it fails before the model loads
         from facelib.folders import list_people
@@ -480,14 +489,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from sklearn.metrics import roc_auc_score
 
     from facelib import folders
-    from facelib.evaluate import best_threshold, equal_error_rate, verdict_accuracy
-    from facelib.gallery import check_name
-    from facelib.identification import Calibration, ImpostorCurve, calibration_path, save_calibration
+    from facelib.evaluate import equal_error_rate, verdict_accuracy
+    from facelib.identification import calibration_from_embeddings, calibration_path, save_calibration
 
+    # The name is checked before anything loads: blank, 'lfw' (the card's) or like a path fails at once.
+    name = args.name if args.name is not None else Path(args.images).expanduser().resolve().name
+    calibration_path(Path(), name)  # raises for a bad name; the folder does not matter here
+    name = name.strip()
     people = folders.list_people(args.images)
     for message in people.warnings:
         warn(message)
-    name = check_name(args.name or people.root.resolve().name)  # a name like a path fails at once
 
     def enough(counts: dict[str, int], what: str) -> None:
         pairs = sum(1 for n in counts.values() if n >= 2)
@@ -504,23 +515,20 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     for message in left_out:
         warn(message)
     enough(embedded.counts(), "pictures with a face found")
-    index = folders.folder_pairs(embedded.labels)
-    distances = index.distances(embedded.embeddings)
-    threshold = best_threshold(distances, index.same, balanced=True)
-    n_people, n_pictures = len(embedded.counts()), len(embedded.labels)
-    counts = f"{n_people} people, {n_pictures} pictures"
+    source = f"facelib calibrate on {people.root.resolve()}, {time.strftime('%Y-%m-%d')}"
     if embedded.skipped:
-        counts += f" ({len(embedded.skipped)} more skipped: no face found or unreadable)"
-    curve = ImpostorCurve.from_embeddings(
-        embedded.embeddings, embedded.labels, source=f"{people.root.resolve()}: {counts}"
+        source += f" ({len(embedded.skipped)} more pictures skipped: no face found or unreadable)"
+    calibration = calibration_from_embeddings(
+        embedded.embeddings, embedded.labels, name, source, seed=folders.SEED
     )
-    source = (
-        f"facelib calibrate on {people.root.resolve()}, {time.strftime('%Y-%m-%d')}: {counts}; "
-        f"{index.summary()}, balanced accuracy"
-    )
-    path = save_calibration(verifier.folder, Calibration(name, threshold, source, curve))
+    path = save_calibration(verifier.folder, calibration)
+    # The pairs the threshold was chosen on (the same seeded ones), for the figures below.
+    index = folders.folder_pairs(embedded.labels, seed=folders.SEED)
+    distances = index.distances(embedded.embeddings)
+    threshold = calibration.threshold
     print(
-        f"calibration {name!r} of {verifier.folder.name}: {n_people} people, {n_pictures} pictures; {index.summary()}"
+        f"calibration {name!r} of {verifier.folder.name}: {len(embedded.counts())} people, "
+        f"{len(embedded.labels)} pictures; {index.summary()}"
     )
     if embedded.skipped:
         print(f"  {embedded.skipped_summary()}")
@@ -530,7 +538,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     )
     print(
         f"  AUC {roc_auc_score(index.same, -distances):.4f}, EER {percent(equal_error_rate(distances, index.same))}; "
-        f"open-set curve from {curve.pairs:,} different-person distances"
+        f"open-set curve from {calibration.curve.pairs:,} different-person distances"
     )
     print(f"  {'replaced' if existing else 'saved'}: {path}")
     print(f"  use it: facelib verify A B --calibration {name}; facelib identify PHOTO… --calibration {name}")
@@ -571,9 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument(
         "--images",
         metavar="FOLDER",
-        help="crop your own folder of person/*.jpg instead of LFW (into data/processed/<FOLDER>-<detector>-<size>)",
+        help="crop your own folder of person/*.jpg instead of LFW (other pictures are left out, with a warning)",
     )
-    prep.add_argument("--out", metavar="DIR", help="with --images: write the crops and manifest.csv here")
+    prep.add_argument(
+        "--out",
+        metavar="DIR",
+        help="with --images: write the crops and manifest.csv here (default: "
+        "data/processed/images-<FOLDER>-<detector>-<size>; the images- prefix keeps a folder "
+        "named like an LFW variant out of LFW's crops)",
+    )
     prep.set_defaults(run=cmd_preprocess)
 
     tr = verbs.add_parser("train", help="train the embedding network with triplet loss")
@@ -661,7 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gallery_help = "gallery folder (default: $FACELIB_HOME/gallery)"
     en = verbs.add_parser("enroll", help="add a person to the gallery: each photo becomes one template")
-    en.add_argument("name")
+    en.add_argument(
+        "name", help='the person\'s name, as identify will say it (quote it if it has spaces: "Ada Lovelace")'
+    )
     en.add_argument("photos", nargs="+", metavar="photo", help="a picture, or a folder of them")
     en.add_argument("--gallery", metavar="DIR", help=gallery_help)
     en.add_argument("--model", help=MODEL_HELP)

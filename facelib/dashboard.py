@@ -393,13 +393,19 @@ class Dashboard:
 
     def _refresh_header(self) -> None:
         verifier = self.controller.verifier
+        until_reload = self.controller.calibration_name != "lfw"  # for_model starts on the card's
         self.header.value = (
             "<style>.facelib-camera video, .facelib-camera {width: 320px !important; height: auto !important}</style>"
             f"{TITLE}<small>model <b>{html.escape(verifier.folder.name)}</b>, "
             f"detector {verifier.detector.name}, threshold {verifier.threshold:.3f} "
             f"({html.escape(verifier.threshold_source)}), calibration "
-            f'<b class="facelib-calibration">{html.escape(self.controller.calibration_name)}</b>. '
-            "Pictures stay in this page unless you enroll them.</small>"
+            f'<b class="facelib-calibration">{html.escape(self.controller.calibration_name)}</b>'
+            + (
+                " (on this page until it is reloaded: a new page starts on <b>lfw</b>)"
+                if until_reload
+                else ""
+            )
+            + ". Pictures stay in this page unless you enroll them.</small>"
         )
 
     def _say(self, text: str, kind: str = "info") -> None:
@@ -424,8 +430,8 @@ class Dashboard:
         if outcome.verdict is not None:
             self.result.value = verdict_html(outcome.verdict, self.controller.verdicts)
             self.evidence.value = evidence_html(outcome.evidence, outcome.verdict.threshold)
-        if outcome.gallery_changed:
-            self._refresh_people()
+        if outcome.gallery_changed or outcome.calibration_changed:
+            self._refresh_people()  # and the calibration note: a saved one is now replaced
         if outcome.calibration_changed:
             self._refresh_header()
 

@@ -9,7 +9,7 @@ only shows what this returns, and the tests drive it directly.
     outcome.identity   # identification.Decision (name or None, why, nearest three), None with nobody enrolled
     outcome.evidence   # LfwEvidence: where the distance falls among the model's LFW View 1 pairs
     controller.people()                 # [Person(name, templates, foreign)], each person once
-    controller.calibrate_on_gallery()   # thresholds from the enrolled templates, saved and used
+    controller.calibrate_on_gallery()   # thresholds from the enrolled templates, saved, used until reload
 
 Camera frames come from the browser, later and maybe never: `ask_for_frame` records
 what the next frame is for, `frame_arrived` answers it, and a request left unanswered
@@ -376,9 +376,11 @@ class DashboardController:
             self.fpir = self.fpir if fpir is None else float(fpir)
             self.margin = self.margin if margin is None else float(margin)
             self._rule = None
+            warning = self.measurability_warning()
             outcome = Outcome(
                 f"Identification: at most {100 * self.fpir:g}% of strangers named"
                 + (f", the nearest person ahead of the next by {self.margin:g}." if self.margin else ".")
+                + (f" {warning}" if warning else "")
             )
             self._reidentify_into(outcome)
         return outcome
@@ -450,62 +452,102 @@ class DashboardController:
         templates = self.gallery.templates()
         ready = sum(len(rows) >= CALIBRATION_TEMPLATES for rows in templates.values())
         if ready >= CALIBRATION_PEOPLE:
+            saved = self._saved_gallery_calibration()
+            replaces = (
+                f" Calibrating replaces the saved calibration '{GALLERY_CALIBRATION}' ({saved})."
+                if saved is not None and saved.is_file()
+                else ""
+            )
             return True, (
                 f"{len(templates)} people, {sum(map(len, templates.values()))} templates: "
-                "thresholds can be measured on your own pictures."
+                f"thresholds can be measured on your own pictures.{replaces}"
             )
         return False, (
             f"Needs {CALIBRATION_PEOPLE} people with at least {CALIBRATION_TEMPLATES} templates each "
             f"(now {ready}): enroll more captures per person."
         )
 
+    def _saved_gallery_calibration(self) -> Path | None:
+        from facelib.identification import calibration_path
+
+        folder = getattr(self.verifier, "folder", None)
+        return calibration_path(folder, GALLERY_CALIBRATION) if folder is not None else None
+
     def gallery_calibration(self) -> Calibration:
-        """Thresholds measured on the enrolled templates: the verification threshold with
-        the best balanced accuracy over all same-person and all different-person template
-        pairs, and the impostor curve of the different-person pairs."""
-        from facelib.evaluate import best_threshold
-        from facelib.identification import ImpostorCurve, different_person_distances
+        """Thresholds measured on the enrolled templates, as `facelib calibrate` measures
+        them on a folder (`identification.calibration_from_embeddings`)."""
+        from facelib.identification import calibration_from_embeddings
 
         ready, why = self.gallery_calibration_readiness()
         if not ready:
             raise FacelibError(why)
         templates = self.gallery.templates()
         embeddings = np.concatenate(list(templates.values()))
-        labels = np.repeat(np.arange(len(templates)), [len(rows) for rows in templates.values()])
-        same = np.concatenate([_pair_distances(rows) for rows in templates.values()])
-        different = different_person_distances(embeddings, labels)
-        threshold = best_threshold(
-            np.concatenate([same, different]),
-            np.concatenate([np.ones(len(same), bool), np.zeros(len(different), bool)]),
-            balanced=True,
+        labels = np.repeat(list(templates), [len(rows) for rows in templates.values()])
+        return calibration_from_embeddings(
+            embeddings, labels, GALLERY_CALIBRATION, f"the gallery {self.gallery.folder}"
         )
-        where = f"the gallery {self.gallery.folder}: {len(templates)} people, {len(embeddings)} templates"
-        source = (
-            f"balanced accuracy over {len(same)} same-person and {len(different)} different-person "
-            f"template pairs of {where}"
+
+    def measurability_warning(self) -> str:
+        """A warning when the open-set rule asks its calibration for a false-accept rate per
+        comparison below 1/pairs, which its impostor curve cannot measure; "" otherwise."""
+        from facelib.identification import comparisons, per_comparison_far
+
+        templates = self.gallery.templates()
+        if not templates:
+            return ""
+        try:
+            if self._rule is None:
+                self._rule = self.verifier.open_set_rule(self.fpir, self.margin)
+        except FacelibError:  # no calibration to read: identification says why
+            return ""
+        rule = self._rule
+        n = comparisons(templates, rule.mode)
+        far = per_comparison_far(self.fpir, n)
+        if far >= rule.curve.smallest_far:
+            return ""
+        return (
+            f"Warning: {100 * self.fpir:g}% of strangers named over {n} templates needs a false-accept "
+            f"rate of {far:.2g} per comparison, below what calibration '{self.calibration_name}' can "
+            f"measure ({rule.curve.pairs:,} different-person pairs, so 1/{rule.curve.pairs:,} at best): "
+            "the name threshold is about its smallest different-person distance, and more strangers "
+            "than that may be named."
         )
-        curve = ImpostorCurve.from_distances(different, source=where)
-        return Calibration(GALLERY_CALIBRATION, threshold, source, curve)
 
     def calibrate_on_gallery(self) -> Outcome:
         """Measure the thresholds on the gallery, save them as the model's calibration
-        "gallery" and use them from now on: for verdicts and for identification."""
-        from facelib.identification import save_calibration
+        "gallery" (replacing one saved before, and saying so) and use them on this page
+        until it is reloaded: for verdicts and for identification."""
+        from facelib.identification import load_calibration, save_calibration
 
         start = time.perf_counter()
         with self.busy:
             try:
                 calibration = self.gallery_calibration()
+                replaced = ""
+                if self._saved_gallery_calibration().is_file():
+                    try:
+                        old = load_calibration(self.verifier.folder, GALLERY_CALIBRATION)
+                        replaced = f" It replaced the one saved there before ({old.threshold_source})."
+                    except (FacelibError, OSError) as exc:
+                        replaced = (
+                            f" It replaced the one saved there before, which could not be read ({exc})."
+                        )
                 path = save_calibration(self.verifier.folder, calibration)
             except FacelibError as exc:
                 return Outcome(str(exc), is_error=True)
             before = self.verifier.threshold
             self._use_calibration(calibration)
+            warning = self.measurability_warning()
             outcome = Outcome(
                 f"Calibrated on your gallery: verification threshold {calibration.threshold:.3f} "
-                f"(was {before:.3f}), and names are now given by this gallery's different-person "
-                f"distances; saved as calibration '{calibration.name}' in {path}. "
-                "Measured on few pictures, so rough: enroll more to firm it up.",
+                f"(was {before:.3f}), the best balanced accuracy on {calibration.threshold_source}; "
+                f"names are now given by its {calibration.curve.pairs:,} different-person template "
+                f"pairs. Saved as calibration '{calibration.name}' in {path}.{replaced} "
+                "This page uses it until it is reloaded: a new page starts on the model card's "
+                f"calibration 'lfw' (the command line uses this one with --calibration {calibration.name}). "
+                "Measured on few pictures, so rough: enroll more to firm it up."
+                + (f" {warning}" if warning else ""),
                 calibration_changed=True,
             )
             self._reidentify_into(outcome)
@@ -522,9 +564,3 @@ class DashboardController:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
-
-
-def _pair_distances(rows: np.ndarray) -> np.ndarray:
-    """Every distance between two rows (each pair once)."""
-    i, j = np.triu_indices(len(rows), k=1)
-    return np.asarray(embedding_distance(rows[i], rows[j]), np.float64).reshape(-1)

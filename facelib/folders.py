@@ -20,7 +20,7 @@ import numpy as np
 from facelib.errors import FacelibError, NoFaceError
 
 # Pictures of a person folder (case-insensitive). `preprocess --images` crops the .jpg
-# ones only, as it does for LFW.
+# ones only (lower case), as it does for LFW, and warns about the others.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SEED = 0  # of every sample drawn here: the same folder gives the same pairs and split
 # best_threshold tries every midpoint against every pair (quadratic): above this many
@@ -35,14 +35,27 @@ def _is_picture(path: Path) -> bool:
 # ------------------------------------------------------------------------- listing
 
 
-def expand_pictures(arguments: list[str]) -> list[str]:
+def _holds_people(folder: Path) -> bool:
+    """Whether a subfolder of `folder` holds a picture (`folder/<Person>/<picture>`)."""
+    return any(
+        sub.is_dir() and not sub.name.startswith(".") and any(_is_picture(p) for p in sub.iterdir())
+        for sub in folder.iterdir()
+    )
+
+
+def expand_pictures(arguments: list[str], people_folder_advice: str = "") -> list[str]:
     """Pictures named on a command line, a folder standing for the pictures directly in
-    it (sorted), as `face_recognition known/ unknown/` takes a folder of unknown faces."""
+    it (sorted), as `face_recognition known/ unknown/` takes a folder of unknown faces.
+    A folder of people (subfolders with pictures, none directly inside) is refused, with
+    `people_folder_advice` (its `{folder}` filled in) saying what to do instead."""
     out = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
             pictures = sorted(p for p in path.iterdir() if _is_picture(p))
+            if not pictures and _holds_people(path):
+                advice = people_folder_advice.format(folder=path) or "give pictures, or one person's folder"
+                raise FacelibError(f"{path} looks like a folder of people (person/*.jpg): {advice}")
             if not pictures:
                 raise FacelibError(f"{path} holds no pictures ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(str(p) for p in pictures)
@@ -361,17 +374,6 @@ def identification_split(embedded: EmbeddedPictures, seed: int = SEED) -> Identi
     return IdentificationSplit(gallery, mated, strangers)
 
 
-def rank1(split: IdentificationSplit, mode: str = "min") -> float:
-    """Share of mated probes whose nearest enrolled person is their own (closed set)."""
-    from facelib.identification import person_distances
-
-    right = []
-    for probe, name in split.mated:
-        d = person_distances(probe, split.gallery, mode)
-        right.append(min(d, key=d.get) == name)
-    return float(np.mean(right))
-
-
 # ------------------------------------------------------------------ preprocessing
 
 
@@ -379,18 +381,34 @@ def preprocess_folder(
     people: PeopleFolder, settings, out_root: Path | None = None, workers: int | None = None, **options
 ):
     """Crop the .jpg pictures of a people folder with the policy LFW's crops were made
-    with (`preprocess.preprocess_dataset`): crops and manifest.csv in `out_root`, or in
-    data/processed/<folder name>-<detector>-<size>/. Returns its Summary and the folder."""
+    with (`preprocess.preprocess_dataset`, which crops `*.jpg` only): crops and
+    manifest.csv in `out_root`, or in data/processed/images-<folder name>-<detector>-<size>/
+    (the prefix keeps a folder named like an LFW variant, `lfw`, out of LFW's crops).
+    Returns its Summary, the folder, and warnings (the pictures left out)."""
     from facelib.preprocess import output_dir, preprocess_dataset
 
     root, variant = people.root, people.root.resolve().name
-    only = {p.relative_to(root).as_posix() for _, p in people.pictures if p.name.endswith(".jpg")}
+    only, left_out = set(), []
+    for _, path in people.pictures:
+        relative = path.relative_to(root).as_posix()
+        if path.suffix == ".jpg":
+            only.add(relative)
+        else:
+            left_out.append(relative)
     if not only:
         raise FacelibError(
-            f"no .jpg pictures in the person folders of {root} (preprocess crops *.jpg, as LFW)"
+            f"no .jpg pictures in the person folders of {root} (preprocess crops *.jpg, as LFW); "
+            "save them as .jpg to crop them"
         )
-    out_root = Path(out_root) if out_root else output_dir(variant, settings)
+    warnings = []
+    if left_out:
+        examples = ", ".join(left_out[:3]) + (f" and {len(left_out) - 3} more" if len(left_out) > 3 else "")
+        warnings.append(
+            f"{len(left_out)} picture{'s' if len(left_out) != 1 else ''} left out, not .jpg ({examples}): "
+            "preprocess crops *.jpg only, as for LFW; save them as .jpg to crop them"
+        )
+    out_root = Path(out_root) if out_root else output_dir(f"images-{variant}", settings)
     summary = preprocess_dataset(
         root, settings, variant=variant, workers=workers, only=only, out_root=out_root, **options
     )
-    return summary, out_root
+    return summary, out_root, warnings

@@ -264,7 +264,8 @@ def open_set_figures(
     fpirs: tuple[float, ...] = (0.01, 0.1),
 ) -> dict:
     """Rank-1 (closed set) and the detection-and-identification rate (DIR) at each FPIR,
-    with thresholds read from the strangers' own best distances (the empirical curve)."""
+    with thresholds read from the strangers' own best distances (the empirical curve).
+    Without strangers only rank-1 is measured (no "dir" figures, an empty curve)."""
     best_strangers = np.array([min(person_distances(p, gallery, mode).values()) for p in strangers])
     mated_best, mated_right = [], []
     for probe, name in mated:
@@ -274,6 +275,8 @@ def open_set_figures(
         mated_right.append(nearest == name)
     mated_best, mated_right = np.array(mated_best), np.array(mated_right)
     out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
+    if not len(best_strangers):
+        return out
     for fpir in fpirs:
         t = float(np.quantile(best_strangers, fpir, method="lower"))
         out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))
@@ -364,3 +367,29 @@ def load_calibration(model_folder, name: str) -> Calibration:
         return Calibration.from_dict(json.loads(path.read_text()))
     except (ValueError, KeyError, TypeError) as exc:
         raise FacelibError(f"{path} is damaged ({exc}); run `facelib calibrate` again") from exc
+
+
+def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed: int = 0) -> Calibration:
+    """Thresholds measured on labelled embeddings, the one way `facelib calibrate` and the
+    dashboard's "Calibrate on my gallery" fit them. The verification threshold has the
+    best balanced accuracy over every same-person pair (a seeded sample above
+    folders.MAX_SAME_PAIRS) and a seeded sample of as many different-person pairs
+    (`folders.folder_pairs`); the impostor curve comes from every different-person pair
+    (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
+    saved texts add the people, pictures and pairs counted."""
+    from facelib.evaluate import best_threshold
+    from facelib.folders import folder_pairs
+
+    embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
+    index = folder_pairs(labels, seed=seed)
+    same = int(index.same.sum())
+    if same == 0 or same == len(index):
+        raise FacelibError(
+            f"nothing to calibrate on: {same} same-person and {len(index) - same} different-person "
+            "pairs; give at least 2 people, one of them with 2 pictures or more"
+        )
+    threshold = best_threshold(index.distances(embeddings), index.same, balanced=True)
+    counts = f"{len(np.unique(labels)):,} people, {len(labels):,} pictures"
+    curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
+    threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
+    return Calibration(name, threshold, threshold_source, curve)

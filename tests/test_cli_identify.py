@@ -325,6 +325,44 @@ def test_calibrate_names_the_calibration_after_the_folder_by_default(run, model,
     assert (config.models_dir() / model / "calibrations" / "people.json").is_file()
 
 
+def test_calibrate_refuses_a_blank_name_or_the_cards_before_loading_anything(run, model, people):
+    for blank in ("  ", ""):
+        assert _error(run("calibrate", "--images", people, "--name", blank, "--model", model)) == (
+            "error: give the calibration a name"
+        )
+    assert "names the model card's own calibration" in _error(
+        run("calibrate", "--images", people, "--name", "lfw", "--model", model)
+    )
+    a = _picture(people, "Colin_Powell")
+    # an empty --calibration is refused too, not silently the card's
+    assert _error(run("verify", a, a, "--model", model, "--calibration", "")) == (
+        "error: give the calibration a name"
+    )
+
+
+def test_calibrate_fits_the_threshold_with_the_shared_function(run, model, people):
+    """`facelib calibrate` and the dashboard's gallery calibration are the same fit."""
+    from facelib import config, folders
+    from facelib.identification import calibration_from_embeddings, load_calibration
+    from facelib.verification import FaceVerifier
+
+    assert run("calibrate", "--images", people, "--name", "shared", "--model", model)[0] == 0
+    saved = load_calibration(config.models_dir() / model, "shared")
+    verifier = FaceVerifier(model)
+    embedded, _ = folders.embed_folder(verifier, folders.list_people(people), progress=False)
+    again = calibration_from_embeddings(embedded.embeddings, embedded.labels, "shared", "x")
+    assert saved.threshold == pytest.approx(again.threshold)
+    assert (
+        saved.curve.distance == pytest.approx(again.curve.distance) and saved.curve.pairs == again.curve.pairs
+    )
+
+
+def test_enroll_names_its_name_argument_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["enroll", "--help"])
+    assert "the person's name" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------- evaluate, preprocess
 
 
@@ -385,6 +423,25 @@ def test_preprocess_images_writes_crops_and_a_manifest(run, people, tmp_path):
     assert f"{BLANK}_0001.jpg" in manifest and "fallback" in manifest  # no face: the centre crop, recorded
 
 
+def test_preprocess_images_warns_of_pictures_it_leaves_out_and_keeps_out_of_lfws_crops(
+    run, people, tmp_path, monkeypatch
+):
+    from facelib import config
+
+    monkeypatch.setenv("FACELIB_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "lfw"  # named like an LFW variant
+    shutil.copytree(people / "Colin_Powell", folder / "Colin_Powell")
+    shutil.copy(_picture(people, "Tony_Blair"), folder / "Colin_Powell" / "upper.JPG")
+    cv2.imwrite(str(folder / "Colin_Powell" / "other.png"), cv2.imread(str(_picture(people, "Tony_Blair"))))
+    status, out, err = run("preprocess", "--images", folder, "--size", "64", "--workers", "1")
+    assert status == 0, err
+    assert "warning: 2 pictures left out, not .jpg (Colin_Powell/other.png, Colin_Powell/upper.JPG)" in err
+    assert "3 images" in out
+    crops = config.processed_dir() / "images-lfw-haar-64"
+    assert str(crops) in out and (crops / "manifest.csv").is_file()
+    assert not (config.processed_dir() / "lfw-haar-64").exists()
+
+
 # ---------------------------------------------------------------------- errors
 
 
@@ -415,6 +472,20 @@ def test_folders_without_people_are_one_clear_error(run, model, bad_folders, ver
     message = _error(run(*verb, bad_folders["flat"], *model_args))
     assert "has no person folders (1 pictures lie directly in it)" in message
     assert "does not exist" in _error(run(*verb, bad_folders["empty"] / "nope", *model_args))
+
+
+def test_a_people_folder_given_as_probes_or_photos_says_what_to_do(run, model, people, tmp_path):
+    message = _error(run("identify", people, "--model", model))
+    assert message == (
+        f"error: {people} looks like a folder of people (person/*.jpg): use --known {people} to compare "
+        "against them, or give person folders or pictures as probes"
+    )
+    message = _error(run("enroll", "Ada", people, "--gallery", tmp_path / "g", "--model", model))
+    assert (
+        f"{people} looks like a folder of people" in message
+        and f"facelib enroll NAME {people}/NAME" in message
+    )
+    assert "holds no pictures" in _error(run("identify", people / "Nobody_Here", "--model", model))
 
 
 def test_enroll_refuses_a_photo_set_without_a_face_and_a_name_like_a_path(run, model, people, tmp_path):

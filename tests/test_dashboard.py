@@ -16,15 +16,18 @@ from facelib import dashboard_controller
 from facelib.dashboard import Dashboard
 from facelib.dashboard_controller import DashboardController, Person, Verdict
 from facelib.decision import same_person
-from facelib.evaluate import best_threshold, save_view1_distances
+from facelib.evaluate import save_view1_distances
 from facelib.gallery import THUMBNAILS, Gallery, model_id
 from facelib.identification import (
     DEFAULT_FPIR,
     FAR_GRID,
+    Calibration,
     ImpostorCurve,
     OpenSetRule,
+    calibration_from_embeddings,
     calibration_path,
     load_calibration,
+    save_calibration,
 )
 from facelib.verification import FaceVerifier
 
@@ -369,7 +372,7 @@ def test_enroll_delete_and_re_enroll_leave_exactly_the_thumbnails_referred_to(
     controller.delete("Ann Lee")
     assert [p.name for p in controller.people()] == ["George", "Ann_Lee"]
     _thumbnails_match_the_entries(gallery_dir)
-    (gallery_dir / THUMBNAILS / "left-by-a-crash.jpg").write_bytes(b"x")  # a write that died midway
+    (gallery_dir / THUMBNAILS / "Ada-0123456789ab.jpg").write_bytes(b"x")  # a write that died midway
     enroll("George", bush[1])  # the next save clears it
     assert len(_thumbnails_match_the_entries(gallery_dir)) == 3
 
@@ -394,15 +397,17 @@ CALIBRATION_PEOPLE = {
 
 
 def _expected_calibration():
+    """The threshold as `facelib calibrate` fits it on these templates (every same-person
+    pair, a seeded sample of as many different-person ones), and every different distance."""
     rows = [(name, _unit(*v)) for name, vectors in CALIBRATION_PEOPLE.items() for v in vectors]
     same, different = [], []
     for i, (a, x) in enumerate(rows):
         for b, y in rows[i + 1 :]:
             (same if a == b else different).append(_distance(x, y))
-    labels = np.array([True] * len(same) + [False] * len(different))
-    threshold = best_threshold(np.array(same + different), labels, balanced=True)
-    assert max(same) < threshold < min(different)  # the embeddings were chosen so
-    return threshold, np.array(different)
+    labels = [name for name, _ in rows]
+    fitted = calibration_from_embeddings(np.array([v for _, v in rows]), labels, "gallery", "x")
+    assert max(same) < fitted.threshold < min(different)  # the embeddings were chosen so
+    return fitted.threshold, np.array(different)
 
 
 def test_calibrating_on_the_gallery_needs_three_people_with_two_templates(tmp_path):
@@ -430,13 +435,43 @@ def test_calibrating_on_the_gallery_saves_and_switches_to_it(tmp_path):
     saved = load_calibration(tmp_path / "model", "gallery")
     assert str(calibration_path(tmp_path / "model", "gallery")) in outcome.message
     assert saved.threshold == pytest.approx(threshold) and saved.curve.pairs == len(different) == 18
-    assert "3 same-person and 18 different-person template pairs" in saved.threshold_source
+    counts = "4 people, 7 pictures; 3 same-person and 3 different-person pairs"
+    assert counts in saved.threshold_source and counts in outcome.message
+    assert "18 different-person template pairs" in outcome.message
+    assert "This page uses it until it is reloaded" in outcome.message and "replaced" not in outcome.message
+    # 1% of strangers over 7 templates asks 0.0014 per comparison; 18 pairs measure 1/18 at best
+    assert (
+        "needs a false-accept rate of 0.0014 per comparison, below what calibration 'gallery' can measure "
+        "(18 different-person pairs" in outcome.message
+    )
     # The page now runs on it: verdicts and names.
     assert verifier.threshold == pytest.approx(threshold) and controller.calibration_name == "gallery"
     assert "calibration 'gallery'" in verifier.threshold_source
     after = controller.identify(_unit(1, 0, 0, 0, 0))
     expected = ImpostorCurve.from_distances(different, "x").threshold_for(DEFAULT_FPIR, 7)
     assert after.threshold == pytest.approx(expected) and after.threshold != before.threshold
+
+
+def test_calibrating_on_the_gallery_says_it_replaced_a_saved_one(tmp_path):
+    model = tmp_path / "model"
+    curve = ImpostorCurve.from_distances(np.linspace(0.5, 1.5, 100), "the folder")
+    save_calibration(model, Calibration("gallery", 0.7, "facelib calibrate on /my/photos", curve))
+    controller = DashboardController(FakeVerifier(model), Gallery.load(MODEL, tmp_path / "g"))
+    _enroll_chosen(controller, CALIBRATION_PEOPLE)
+    ready, note = controller.gallery_calibration_readiness()
+    assert ready and "Calibrating replaces the saved calibration 'gallery'" in note
+    outcome = controller.calibrate_on_gallery()
+    assert not outcome.is_error
+    assert "It replaced the one saved there before (facelib calibrate on /my/photos)" in outcome.message
+    assert load_calibration(model, "gallery").threshold != 0.7
+
+
+def test_a_rate_the_calibration_cannot_measure_is_warned_of(chosen):
+    # the fake curve has 1,000 pairs; 5 templates: 0.1% needs 0.0002 per comparison, 10% needs 0.021
+    assert "below what calibration 'lfw' can measure (1,000 different-person pairs" in (
+        chosen.set_identification(fpir=0.001).message
+    )
+    assert "Warning" not in chosen.set_identification(fpir=0.1).message
 
 
 def test_a_gallery_calibration_is_the_one_a_verifier_loads_by_name(smoke_model, tmp_path):
@@ -749,6 +784,8 @@ def test_the_calibrate_button_waits_for_enough_templates_then_switches(smoke_mod
     threshold, _ = _expected_calibration()
     assert "Calibrated on your gallery" in board.message.value
     assert f"threshold {threshold:.3f}" in board.header.value and ">gallery</b>" in board.header.value
+    assert "on this page until it is reloaded" in board.header.value
+    assert "Calibrating replaces the saved calibration &#x27;gallery&#x27;" in board.calibration_note.value
 
 
 # ===================================================================== which model

@@ -276,3 +276,9 @@ def test_the_card_calibration_name_is_reserved(tmp_path):
 
     with pytest.raises(FacelibError, match="model card's own"):
         save_calibration(tmp_path, Calibration(CARD, 1.0, "x", None))
+
+
+def test_without_strangers_only_rank1_is_measured():
+    gallery = {"a": np.array([[1.0, 0.0]]), "b": np.array([[0.0, 1.0]])}
+    figures = open_set_figures(gallery, [(np.array([0.9, 0.1]), "a"), (np.array([0.9, 0.1]), "b")], [])
+    assert figures["rank1"] == 0.5 and figures["dir"] == {} and figures["curve"] == {}
