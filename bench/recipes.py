@@ -130,8 +130,9 @@ def table(models: Path) -> str:
         "Validation AUC is measured on held-out training-side people (300 same + 300 different pairs). "
         "Rows marked *v1 split* held out other people (chosen before commit 5a66679, from the people "
         "with two usable Haar crops): compare them only with each other.\n"
-        "Minutes and images/s are the training steps alone, on the machine below; they are only comparable "
-        "between rows run under the same load.\n\n"
+        "Minutes and images/s are the training steps alone (images/s: the median of the epochs after the "
+        "first, which also builds the graph), on the machine below; they are only comparable "
+        'between rows run under the same load. The text from "What was learned" on is written by hand.\n\n'
         f"Machine: {machine()}\n\n" + "\n".join(lines) + "\n\nCommands (each row):\n\n" + commands + "\n"
     )
 

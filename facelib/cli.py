@@ -607,7 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--schedule", choices=list(config.SCHEDULES))
     tr.add_argument("--margin", type=float)
     tr.add_argument("--mining", choices=list(config.MINING_MODES))
-    tr.add_argument("--input-size", type=int, help="model input side in pixels (112, 160, 224)")
+    tr.add_argument(
+        "--input-size", type=int, help="model input side in pixels (64 in the cpu preset; 112, 160, 224)"
+    )
     tr.add_argument("--embedding-dim", type=int)
     tr.add_argument("--head", choices=list(config.HEADS), help="relu: the seed's unnormalised embedding")
     tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')

@@ -71,8 +71,8 @@ class Preset:
 # The one registry of presets. Training sizes were measured on 2 CPU cores (AVX512_BF16).
 # `cpu` is the recipe docs/recipes.md chose (64 px in mixed bfloat16, a CosFace head
 # beside batch-hard triplet loss with a hinge margin, P16 × K2, AdamW): 9 × 500 steps ×
-# 32 images ran at 55-70 images/s here, 35-45 minutes plus a few seconds of validation
-# per epoch. `cpu-v1` is the preset before that study (112 px float32, soft margin,
+# 32 images ran at 46-69 images/s here: 40.8 minutes plus a few seconds of validation
+# per epoch (make run on a clean clone, docs/recipes.md). `cpu-v1` is the preset before that study (112 px float32, soft margin,
 # Adam; TrainConfig's defaults): the screening rows of bench/recipes.py start from it.
 CPU_RECIPE = dict(
     input_size=64,
