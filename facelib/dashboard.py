@@ -9,6 +9,8 @@ out the widgets, speaks ipywebrtc's camera protocol and shows what the controlle
 returns. A button asks the recorder for a frame, and the frame comes back when
 `recorder.recording` turns False (watching `recorder.image` would miss identical
 frames). A request the browser never answers is dropped after `frame_timeout_s`.
+ipywebrtc 0.6's own snapshot leaves a playing <video> behind for every frame, which
+soon starves the camera of frames (`SNAPSHOT_JS` says how, and replaces it).
 Every callback reports errors in the page: under Voilà an uncaught one would vanish.
 
 Displayed, a Dashboard is its widget, with a plain-text form that names the model it
@@ -52,6 +54,73 @@ NO_MODEL = (
 )
 SERVE_ANOTHER = "Serve one of them with `make dashboard RUN=<name>`."
 FPIR_CHOICES = [("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1)]  # strangers who may be given a name
+
+# ipywebrtc 0.6's ImageRecorder answers `recording` with a snapshot that makes a new <video>
+# for the stream, waits for its first frame, draws it and never stops it. The players pile
+# up (one per capture, ~75 a minute in live mode), and after three or four of them Chromium
+# hands the camera's frames out only every 1.1-1.6 s instead of at the camera's rate: the
+# next snapshot waits that long for its first frame, which was most of the 1.4 s from a
+# click on "Capture probe" to its verdict (bench/dashboard_latency.py). This snapshot,
+# installed on the recorder's class, keeps one playing <video> per recorder and draws its
+# current frame, then answers as ipywebrtc does: the image's value, then `recording` off.
+# Should it fail, ipywebrtc's own snapshot runs. ipywidgets cannot run a script, so a
+# hidden picture that cannot load runs it (`snapshot_patch_html`).
+SNAPSHOT_JS = """
+(function () {
+  if (window.facelibSnapshotPatch) return;
+  window.facelibSnapshotPatch = true;
+  async function snapshot() {
+    var source = this.get('stream');
+    var stream = await (source.captureStream ? source.captureStream() : source.stream);
+    var video = this.facelibVideo;
+    if (!video || video.srcObject !== stream) {
+      if (video) { video.pause(); video.srcObject = null; }
+      video = this.facelibVideo = document.createElement('video');
+      video.muted = true;
+      video.srcObject = stream;
+    }
+    if (video.paused) video.play().catch(function () {});
+    if (video.readyState < 2) {
+      await new Promise(function (done) { video.addEventListener('loadeddata', done, {once: true}); });
+    }
+    var canvas = document.createElement('canvas');
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
+    var type = 'image/' + this.get('format');
+    var blob = await new Promise(function (done) { canvas.toBlob(done, type); });
+    this.set('_data_src', window.URL.createObjectURL(blob));  // bare URL is document.URL here
+    this._last_blob = blob;
+    var bytes = new Uint8Array(await blob.arrayBuffer());
+    var image = this.get('image');
+    image.set('value', new DataView(bytes.buffer));
+    image.save_changes();
+    this.set('_height', canvas.height + 'px');
+    this.set('_width', canvas.width + 'px');
+    this.set('recording', false);
+    this.save_changes();
+  }
+  var tries = 0;
+  (function install() {
+    var recorder = window.last_image_recorder;
+    if (!recorder) {
+      if (++tries < 300) window.setTimeout(install, 100);
+      return;
+    }
+    var cls = Object.getPrototypeOf(recorder);
+    if (cls.facelibSnapshot) return;
+    var original = cls.snapshot;
+    cls.facelibSnapshot = snapshot;
+    cls.snapshot = function () {
+      var self = this;
+      return snapshot.call(self).catch(function (error) {
+        console.warn('facelib: camera snapshot failed, falling back to ipywebrtc', error);
+        return original.call(self);
+      });
+    };
+  })();
+})();
+"""
 
 
 def _html(text: str) -> str:
@@ -206,6 +275,11 @@ def evidence_html(evidence: LfwEvidence | None, threshold: float | None = None) 
 </div>"""
 
 
+def snapshot_patch_html() -> str:
+    """A hidden picture that cannot load, whose error handler installs SNAPSHOT_JS."""
+    return f'<img class="facelib-snapshot-patch" src="data:," alt="" onerror="{html.escape(SNAPSHOT_JS)}">'
+
+
 def person_label(person: Person) -> str:
     """A person in the gallery list: the name, their templates, and those made by another
     model (kept, never compared)."""
@@ -351,7 +425,8 @@ class Dashboard:
             self.camera.add_class("facelib-camera")
             self.recorder = ImageRecorder(stream=self.camera, format="jpeg")
             self.recorder.observe(self._on_recording, names="recording")
-            camera_box = [self.camera]
+            snapshot_patch = w.HTML(snapshot_patch_html(), layout=w.Layout(display="none"))
+            camera_box = [self.camera, snapshot_patch]
         self.header = w.HTML()
         self._refresh_header()
         self._refresh_people()

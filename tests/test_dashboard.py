@@ -1,9 +1,12 @@
 """The dashboard without a browser: the controller (bytes in, verdicts out) and the page
 over it (widget values)."""
 
+import html
 import json
 import logging
+import re
 import shutil
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 
 from facelib import dashboard_controller
-from facelib.dashboard import Dashboard
+from facelib.dashboard import SNAPSHOT_JS, Dashboard
 from facelib.dashboard_controller import DashboardController, Person, Verdict
 from facelib.decision import same_person
 from facelib.evaluate import save_view1_distances
@@ -677,6 +680,40 @@ def test_camera_frames_arrive_when_recording_stops(board, bush):
     board.recorder.set_state({"recording": False})
     assert board.controller.probe is not None and board.controller.pending is None
     assert "camera: face found" in board.message.value and board.probe_view.value
+
+
+def _widgets(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _widgets(child)
+
+
+def test_the_camera_page_installs_a_snapshot_that_keeps_one_player(board, smoke_model, gallery_dir, tmp_path):
+    # ipywebrtc's own snapshot leaves a playing <video> behind per frame, and Chromium then
+    # hands out camera frames 1.1-1.6 s apart: the page's hidden handler replaces it.
+    (patch,) = [
+        widget
+        for widget in _widgets(board.widget)
+        if isinstance(widget, w.HTML) and "facelib-snapshot-patch" in widget.value
+    ]
+    assert patch.layout.display == "none"
+    handler = html.unescape(re.search(r'onerror="([^"]*)"', patch.value).group(1))
+    assert handler == SNAPSHOT_JS
+    for step in (
+        "window.last_image_recorder",  # how ipywebrtc 0.6 exposes the recorder's class
+        "image.save_changes()",  # the picture first…
+        "this.set('recording', false)",  # …then recording off, which the kernel waits for
+        "window.URL.createObjectURL",  # in an onerror handler a bare URL is document.URL
+        "original.call(self)",  # ipywebrtc's snapshot when this one fails
+    ):
+        assert step in SNAPSHOT_JS, step
+    if shutil.which("node"):
+        script = tmp_path / "snapshot.js"
+        script.write_text(SNAPSHOT_JS)
+        subprocess.run(["node", "--check", str(script)], check=True)
+    no_camera = Dashboard(smoke_model, gallery_folder=gallery_dir, camera=False)
+    htmls = [x.value for x in _widgets(no_camera.widget) if isinstance(x, w.HTML)]
+    assert htmls and not any("facelib-snapshot-patch" in value for value in htmls)
 
 
 def test_live_mode_skips_frames_while_busy(board):
