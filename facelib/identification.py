@@ -38,6 +38,13 @@ FAR_GRID = tuple(float(x) for x in np.logspace(-6, np.log10(0.5), 49))
 DEFAULT_FPIR = 0.01
 
 
+def euclidean(probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Distances between every probe (rows) and every template (columns)."""
+    probes, templates = np.asarray(probes, np.float64), np.asarray(templates, np.float64)
+    squared = (probes**2).sum(1)[:, None] + (templates**2).sum(1)[None, :] - 2 * probes @ templates.T
+    return np.sqrt(np.maximum(squared, 0))
+
+
 def different_person_distances(embeddings: np.ndarray, labels, chunk: int = 1024) -> np.ndarray:
     """Every distance between pictures of different people (each pair once)."""
     embeddings = np.asarray(embeddings, np.float64)
@@ -45,8 +52,7 @@ def different_person_distances(embeddings: np.ndarray, labels, chunk: int = 1024
     out = []
     for start in range(0, len(embeddings), chunk):
         block = embeddings[start : start + chunk]
-        squared = (block**2).sum(1)[:, None] + (embeddings**2).sum(1)[None, :] - 2 * block @ embeddings.T
-        d = np.sqrt(np.maximum(squared, 0))
+        d = euclidean(block, embeddings)
         rows = np.arange(start, start + len(block))[:, None]
         keep = (np.arange(len(embeddings))[None, :] > rows) & (
             labels[start : start + chunk, None] != labels[None, :]
@@ -266,17 +272,27 @@ def open_set_figures(
     """Rank-1 (closed set) and the detection-and-identification rate (DIR) at each FPIR,
     with thresholds read from the strangers' own best distances (the empirical curve).
     Without strangers only rank-1 is measured (no "dir" figures, an empty curve)."""
-    best_strangers = np.array([min(person_distances(p, gallery, mode).values()) for p in strangers])
-    mated_best, mated_right = [], []
-    for probe, name in mated:
-        d = person_distances(probe, gallery, mode)
-        nearest = min(d, key=d.get)
-        mated_best.append(d[nearest])
-        mated_right.append(nearest == name)
-    mated_best, mated_right = np.array(mated_best), np.array(mated_right)
+    names = list(gallery)
+
+    def matrix(probes) -> np.ndarray:
+        rows = [person_distances(p, gallery, mode) for p in probes]
+        return np.array([[r[n] for n in names] for r in rows]).reshape(len(rows), len(names))
+
+    truth = np.array([names.index(name) for _, name in mated], int)
+    return figures_from_distances(matrix([p for p, _ in mated]), truth, matrix(strangers), fpirs)
+
+
+def figures_from_distances(
+    mated: np.ndarray, truth: np.ndarray, strangers: np.ndarray, fpirs: tuple[float, ...] = (0.01, 0.1)
+) -> dict:
+    """`open_set_figures` from person-distance matrices (mated probes × people, with each
+    probe's own column in `truth`; strangers × people), for any distance (LBP's too)."""
+    mated_best = mated.min(axis=1)
+    mated_right = mated.argmin(axis=1) == truth
     out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
-    if not len(best_strangers):
+    if not len(strangers):
         return out
+    best_strangers = strangers.min(axis=1)
     for fpir in fpirs:
         t = float(np.quantile(best_strangers, fpir, method="lower"))
         out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))

@@ -35,6 +35,7 @@ import numpy as np
 
 from facelib.decision import same_person
 from facelib.errors import FacelibError
+from facelib.identification import euclidean, figures_from_distances
 
 MIN_PICTURES = 3  # a gallery person: enrolled pictures plus at least one mated probe
 FPIRS = (0.01, 0.1)
@@ -117,13 +118,6 @@ def open_set_split(
 # ------------------------------------------------------------------ distances as matrices
 
 
-def euclidean(probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """Distances between every probe (rows) and every template (columns)."""
-    probes, templates = np.asarray(probes, np.float64), np.asarray(templates, np.float64)
-    squared = (probes**2).sum(1)[:, None] + (templates**2).sum(1)[None, :] - 2 * probes @ templates.T
-    return np.sqrt(np.maximum(squared, 0))
-
-
 def chi_square_matrix(probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
     """`baselines.chi_square` between every probe and every template."""
     from facelib.baselines import chi_square
@@ -151,26 +145,6 @@ def person_distance_matrix(
     columns = distance(probes, np.concatenate(rows))
     starts = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
     return np.minimum.reduceat(columns, starts, axis=1)
-
-
-def figures_from_distances(
-    mated: np.ndarray, truth: np.ndarray, strangers: np.ndarray, fpirs: tuple[float, ...] = FPIRS
-) -> dict:
-    """`identification.open_set_figures` from person-distance matrices (mated probes ×
-    people with each probe's column in `truth`; strangers × people): for distances
-    other than the embedding's (LBP's chi-square)."""
-    mated_best = mated.min(axis=1)
-    mated_right = mated.argmin(axis=1) == truth
-    best_strangers = strangers.min(axis=1)
-    out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
-    for fpir in fpirs:
-        t = float(np.quantile(best_strangers, fpir, method="lower"))
-        out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))
-    grid = np.unique(np.concatenate([best_strangers, [best_strangers.max() + 1e-6]]))
-    fp = np.array([np.mean(best_strangers < t) for t in grid])
-    dr = np.array([np.mean(mated_right & (mated_best < t)) for t in grid])
-    out["curve"] = {"fpir": fp.tolist(), "dir": dr.tolist()}
-    return out
 
 
 def named(distances: np.ndarray, threshold: float, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

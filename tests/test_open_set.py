@@ -12,12 +12,12 @@ from facelib.identification import (
     Calibration,
     ImpostorCurve,
     OpenSetRule,
+    figures_from_distances,
     open_set_figures,
     per_comparison_far,
     person_distances,
 )
 from facelib.open_set import (
-    figures_from_distances,
     named,
     open_set_split,
     person_distance_matrix,
