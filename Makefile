@@ -1,9 +1,11 @@
-# make run        the main job: fetch LFW, crop every face, train the cpu model (~45 min,
-#                 resumable) as models/make-cpu, evaluate it, then serve the webcam dashboard
+# make run        the main job: fetch LFW, crop every face, train the cpu model (a budget of
+#                 40 min of training on any CPU, resumable) as models/make-cpu, evaluate it,
+#                 then serve the webcam dashboard
 #                 on 127.0.0.1:8866 (each step skips what is already done; PRESET=smoke|cpu|cpu-v1|gpu,
 #                 or FACELIB_PRESET, picks the preset and the run, make-<preset>; RUN=name and
 #                 PORT=n choose others)
 # make dashboard  only serve the dashboard
+# make doctor     this machine, the math facelib picks for it, and each preset's plan
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
@@ -27,7 +29,7 @@ RUN ?= make-$(PRESET)
 # The dashboard's port on 127.0.0.1.
 PORT ?= 8866
 
-.PHONY: install run dashboard test lint bench clean-venv
+.PHONY: install run dashboard doctor check-wheels test lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +39,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
+# The plan first, before installing (it needs only Python): the machine found, the
+# precision and budget it sets, the time expected.
+run:
+	@$(PYTHON) -m facelib.doctor --no-timing --preset $(PRESET)
+	@$(MAKE) --no-print-directory install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess --preset $(PRESET)
 	$(BIN)/facelib train --resume --name $(RUN) --preset $(PRESET)
@@ -48,8 +54,16 @@ run: install
 # kernel's connection instead of getting the dashboard's own "too large" message (8 MB).
 dashboard: install
 	@echo "dashboard: open http://127.0.0.1:$(PORT) in your browser (Ctrl-C stops it)"
-	FACELIB_MODEL=$(RUN) $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1 \
+	FACELIB_MODEL=$(RUN) FACELIB_ROLE=verify $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1 \
 		--Voila.tornado_settings='{"websocket_max_message_size": 104857600}'
+
+doctor: install
+	$(BIN)/facelib doctor
+
+# Resolution only, nothing installed: the TensorFlow wheel pip would take on each
+# platform and Python that pyproject.toml admits (needs the package index).
+check-wheels: install
+	$(BIN)/python bench/check_wheels.py
 
 lint: install
 	$(BIN)/ruff check facelib tests bench

@@ -1,6 +1,6 @@
 """Shared fixtures. Every test session gets its own FACELIB_HOME in a temp folder
-(set before any notebook kernel starts, so nbval's kernels inherit it) and the
-`smoke` preset; the LFW mirror comes from FACELIB_MIRROR."""
+(set before any notebook kernel starts, so nbval's kernels inherit it), the `smoke`
+preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="facelib-test-home-"))
 os.environ["FACELIB_HOME"] = str(_HOME)
 os.environ["FACELIB_PRESET"] = "smoke"
+# TensorFlow's oneDNN kernels on, on every CPU, before anything loads TensorFlow: the
+# suite passes with them (facelib may choose them off for some work on some CPUs, and
+# tests/test_machine.py compares both); a value set by whoever runs the tests wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def pytest_unconfigure(config):

@@ -9,10 +9,15 @@ Modules by task: `config` (paths, presets, choices), `files` (atomic writes),
 crop policy), `preprocess`, `pipeline` (tf.data), `model`, `losses`, `train`,
 `decision` (distance → verdict), `evaluate`, `verification`, `gallery`,
 `dashboard_controller` and `dashboard` (the webcam page), `plots`, `cli`.
-TensorFlow loads only when a model is used.
+TensorFlow loads only when a model is used; `machine` chooses its math first.
 """
 
+from facelib import machine
 from facelib.errors import FacelibError, ImageError, ImageTooLargeError, NoFaceError
+
+# The one place that runs before any facelib module can load TensorFlow, which reads
+# its oneDNN setting once: the CLI and notebooks may name another role before it loads.
+machine.configure_math(machine.default_role())
 
 __version__ = "0.1.0"
 __all__ = [

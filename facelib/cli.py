@@ -14,6 +14,7 @@
     facelib identify PHOTO|DIR... [--gallery DIR | --known FOLDER] [--model RUN|DIR] [--json]
                      [--fpir 0.01] [--margin 0.0] [--mode min|mean] [--calibration NAME]
     facelib calibrate --images FOLDER [--name NAME] [--model RUN|DIR]
+    facelib doctor [--preset NAME] [--no-timing]
 
 A model is a folder, or a run name under models/ (`--name` of `facelib train`);
 without --model, the newest trained one. A FOLDER of pictures is laid out as LFW:
@@ -30,30 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from facelib import config, datasets
+from facelib import config, datasets, machine
 from facelib.detection import DETECTORS
 from facelib.errors import FacelibError
-
-
-def import_tensorflow_quietly() -> None:
-    """TensorFlow prints C++ start-up notes (CPU features, oneDNN) straight to file
-    descriptor 2 while it loads; they would bury our one-line messages. Silence fd 2
-    for the import only: a failing import still raises, after it is restored."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -121,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "weights": args.weights,
         "seed": args.seed,
         "crops": args.crops,
+        "minutes": args.minutes,
     }
     # A flag left out is None: the preset's value stays. --set values go through as given
     # (`--set max_identities=none` lifts the preset's limit) and win over the flags.
@@ -551,6 +535,12 @@ CALIBRATION_HELP = (
 )
 
 
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from facelib import doctor
+
+    print(doctor.report(args.preset, timing=args.timing))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facelib", description="Face verification trained on LFW.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -600,7 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
         "if it finished with the same settings)",
     )
     tr.add_argument("--epochs", type=int)
-    tr.add_argument("--steps", type=int, help="steps per epoch")
+    tr.add_argument("--steps", type=int, help="steps per epoch (without a time budget)")
+    tr.add_argument(
+        "--minutes",
+        type=float,
+        help="train for about this long: the run times its steps, then fixes their number "
+        "(the cpu preset has a budget of its own; --set minutes=none trains --epochs × --steps)",
+    )
     tr.add_argument("--p", type=int, help="identities per batch")
     tr.add_argument("--k", type=int, help="images per identity")
     tr.add_argument("--lr", type=float, help="peak learning rate")
@@ -734,6 +730,13 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--name", help="the calibration's name (default: the folder's name)")
     cal.add_argument("--model", help=MODEL_HELP)
     cal.set_defaults(run=cmd_calibrate)
+
+    doc = verbs.add_parser(
+        "doctor", help="this machine, the math facelib picks for it, and what each preset would train"
+    )
+    doc.add_argument("--preset", choices=list(config.PRESETS), action="append", help="default: all")
+    doc.add_argument("--no-timing", dest="timing", action="store_false", help="skip the timed train steps")
+    doc.set_defaults(run=cmd_doctor)
     return parser
 
 
@@ -747,10 +750,26 @@ def interrupted_message(args: argparse.Namespace) -> str:
     return "interrupted"
 
 
+# The kind of work each verb that loads TensorFlow does, for its oneDNN choice
+# (facelib.machine): a picture or two at a time, many at once, or training.
+ROLES = {
+    "train": "train",
+    "doctor": "train",
+    "evaluate": "evaluate",
+    "calibrate": "evaluate",
+    "embed": "evaluate",
+    "verify": "verify",
+    "enroll": "verify",
+    "identify": "verify",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.verb in ("train", "evaluate", "verify", "embed", "enroll", "identify", "calibrate"):
-        import_tensorflow_quietly()
+    if args.verb in ROLES:
+        machine.configure_math(ROLES[args.verb])  # before TensorFlow loads: it reads the setting once
+        if getattr(args, "timing", True):  # `doctor --no-timing` loads none
+            machine.import_tensorflow_quietly()
     try:
         args.run(args)
     except FacelibError as exc:

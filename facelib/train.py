@@ -13,7 +13,6 @@ with card.json beside it; the backup is removed only after both exist.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -23,7 +22,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,170 +29,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facelib import config
-from facelib.config import MINING_MODES
+from facelib import config, machine
 from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.losses import CosFaceLoss, make_loss
+from facelib.machine import ALLOW_EMULATED_BFLOAT16, resolve_precision  # noqa: F401 (part of this API)
 from facelib.model import build_embedding_model, build_training_model, read_card, save_model_folder
 from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    p: int = 8  # identities per batch
-    k: int = 4  # images per identity
-    steps_per_epoch: int = 180
-    epochs: int = 8
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"  # or "constant"
-    warmup_steps: int = 100
-    margin: float = 0.2
-    soft_margin: bool = True  # batch_hard only: log(1 + exp(d_ap − d_an)), no margin to tune
-    mining: str = "batch_hard"  # random | batch_hard | batch_semihard
-    input_size: int = 112
-    embedding_dim: int = 128
-    head: str = "l2"  # l2 | relu (the seed's unnormalised embedding, a baseline)
-    weights: str | None = None  # None (scratch) | "imagenet" | a facelib model folder
-    seed: int = 0
-    validation_fraction: float = 0.1
-    validation_pairs: int = 300  # same + as many different pairs, each epoch
-    max_identities: int | None = None  # a subset of training identities (smoke tests)
-    mixed_precision: bool = False  # mixed_float16 (GPUs)
-    bfloat16: bool = False  # mixed_bfloat16: CPUs with AVX512_BF16 (and recent GPUs)
-    # A margin-softmax head over the training identities, beside the triplet loss:
-    # "none" or "cosface" (training only; the saved model still ends at the embedding).
-    classifier: str = "none"
-    classifier_scale: float = 30.0
-    classifier_margin: float = 0.35
-    classifier_weight: float = 1.0
-    optimizer: str = "adam"  # adam | adamw
-    augmentation: str = "basic"  # basic | strong (pipeline.augment)
-    weight_decay: float = 0.0  # adamw only
-    crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
-
-    def __post_init__(self) -> None:
-        if self.mining not in MINING_MODES:
-            raise ConfigError(f"mining must be one of {', '.join(MINING_MODES)}, not {self.mining!r}")
-        if self.p < 2 or self.k < 2:
-            raise ConfigError("a P×K batch needs P ≥ 2 identities and K ≥ 2 images each")
-        if self.head not in config.HEADS:
-            raise ConfigError(f"head must be one of {', '.join(config.HEADS)}, not {self.head!r}")
-        if self.schedule not in config.SCHEDULES:
-            raise ConfigError(f"schedule must be one of {', '.join(config.SCHEDULES)}, not {self.schedule!r}")
-        if self.classifier not in ("none", "cosface"):
-            raise ConfigError(f"classifier must be 'none' or 'cosface', not {self.classifier!r}")
-        if self.augmentation not in config.AUGMENTATIONS:
-            raise ConfigError(
-                f"augmentation must be one of {', '.join(config.AUGMENTATIONS)}, not {self.augmentation!r}"
-            )
-        if self.optimizer not in ("adam", "adamw"):
-            raise ConfigError(f"optimizer must be 'adam' or 'adamw', not {self.optimizer!r}")
-        if self.input_size < 32:
-            raise ConfigError(f"input size {self.input_size} is too small (ResNet50 needs ≥ 32 px)")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, not {self.epochs}")
-        if self.steps_per_epoch < 1:
-            raise ConfigError(f"steps_per_epoch must be at least 1, not {self.steps_per_epoch}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be above 0, not {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be 0 or more, not {self.weight_decay}")
-        if self.weight_decay > 0 and self.optimizer != "adamw":
-            raise ConfigError(
-                f"weight_decay {self.weight_decay} needs optimizer adamw (optimizer is {self.optimizer!r}): "
-                "set optimizer=adamw, or weight_decay=0"
-            )
-        if self.mixed_precision and self.bfloat16:
-            raise ConfigError(
-                "mixed_precision (float16) and bfloat16 exclude each other: set one of them to false"
-            )
-
-    @staticmethod
-    def preset(name: str, settings: dict | None = None, **overrides) -> TrainConfig:
-        """The preset's settings (config.PRESETS), then `overrides` that are not None
-        (None: keep the preset's), then `settings` as given (from --set, where None
-        is a value: `--set max_identities=none` lifts the preset's limit)."""
-        settings = {
-            **config.preset(name).train,
-            **{k: v for k, v in overrides.items() if v is not None},
-            **(settings or {}),
-        }
-        unknown = set(settings) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise ConfigError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return TrainConfig(**settings)
-
-    @staticmethod
-    def parse_settings(items: list[str]) -> dict:
-        """`["p=16", "bfloat16=true", "max_identities=none"]` → {"p": 16, "bfloat16": True,
-        "max_identities": None}, typed by the fields' annotations ("none" is None only
-        where a field may be None)."""
-        kinds = _field_kinds()
-        settings = {}
-        for item in items:
-            key, sep, text = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep or key not in kinds:
-                raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(kinds)}")
-            kind, optional = kinds[key]
-            try:
-                if optional and text.strip().lower() in ("", "none"):
-                    value = None
-                elif kind is bool:
-                    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                        raise ValueError(text)
-                    value = text.lower() in ("true", "1", "yes")
-                else:
-                    value = kind(text)
-            except ValueError as exc:
-                what = f"{kind.__name__} or none" if optional else kind.__name__
-                raise ConfigError(f"--set {item!r}: {text!r} is not a valid {what}") from exc
-            settings[key] = value
-        return settings
-
-    @property
-    def batch_images(self) -> int:
-        return 3 * max(1, self.p * self.k // 3) if self.mining == "random" else self.p * self.k
-
-
-@functools.cache
-def _field_kinds() -> dict[str, tuple[type, bool]]:
-    """Each TrainConfig field's type and whether it may be None, from its annotation
-    (`int | None` → (int, True))."""
-    kinds = {}
-    for name, hint in typing.get_type_hints(TrainConfig).items():
-        args = typing.get_args(hint)
-        if args:  # a union: X | None
-            (kind,) = [a for a in args if a is not type(None)]
-            kinds[name] = (kind, type(None) in args)
-        else:
-            kinds[name] = (hint, False)
-    return kinds
-
-
-def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
-    """The settings in which a run's saved config.json differs from `cfg`, as
-    "epochs 8 → 20"; a setting the saved file lacks (written before it existed)
-    counts as its default."""
-    requested = json.loads(json.dumps(asdict(cfg)))
-    defaults = json.loads(json.dumps(asdict(TrainConfig())))
-    saved = {**defaults, **saved}
-
-    def show(value) -> str:
-        return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-    return [
-        f"{key} {show(saved.get(key))} → {show(requested.get(key))}"
-        for key in [*requested, *(k for k in saved if k not in requested)]
-        if saved.get(key) != requested.get(key)
-    ]
-
-
-def default_run_name(cfg: TrainConfig, preset: str) -> str:
-    return f"{preset}-{cfg.mining}-{cfg.input_size}"
-
+from facelib.training_config import (  # noqa: F401 (train's API: TrainConfig lives there, light)
+    LEGACY_PRECISION,
+    PRECISIONS,
+    TrainConfig,
+    config_differences,
+    default_run_name,
+    upgrade_settings,
+)
 
 # ----------------------------------------------------------------------- pieces
 
@@ -274,33 +124,173 @@ class WorkerBackup(keras.callbacks.Callback):
             self.model.save_weights(str(Path(scratch) / "latest.weights.h5"))
 
 
-def cpu_has_bfloat16() -> bool:
-    """Whether the CPU lists bfloat16 instructions (Linux; elsewhere: assume it does)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: TrainConfig, schedule) -> keras.optimizers.Optimizer:
     if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
-    return keras.optimizers.Adam(learning_rate(cfg))
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(schedule)
 
 
-def learning_rate(cfg: TrainConfig):
-    total = cfg.epochs * cfg.steps_per_epoch
+class PlannedCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras's CosineDecay with its linear warm-up, whose length in steps is fixed
+    after the compiled train step exists: the warm-up and decay lengths are variables
+    that the step reads, so a budget's calibration can set them without a new trace."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        super().__init__(
+            0.0 if warmup_steps else peak,
+            decay_steps=1,
+            warmup_target=peak if warmup_steps else None,
+            warmup_steps=1 if warmup_steps else 0,
+            alpha=0.01,
+        )
+        self.requested_warmup = warmup_steps
+        self.decay_steps = keras.Variable(1.0, trainable=False, name="decay_steps")
+        self.warmup_steps = keras.Variable(0.0, trainable=False, name="warmup_steps")
+        self.set_total(total_steps)
+
+    def set_total(self, total_steps: int) -> None:
+        warmup = min(self.requested_warmup, total_steps // 2)
+        self.warmup_steps.assign(float(warmup))
+        self.decay_steps.assign(float(max(1, total_steps - warmup)))
+
+    def get_config(self):  # the model is saved without its optimizer; this is for repr
+        return {"warmup_steps": self.requested_warmup, "total_steps": self.total_steps}
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.warmup_steps.numpy() + self.decay_steps.numpy())
+
+
+def learning_rate(cfg: TrainConfig, total_steps: int):
     if cfg.schedule == "constant":
         return cfg.learning_rate
-    warmup = min(cfg.warmup_steps, total // 2)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else cfg.learning_rate,
-        decay_steps=max(1, total - warmup),
-        warmup_target=cfg.learning_rate if warmup else None,
-        warmup_steps=warmup,
-        alpha=0.01,
+    return PlannedCosineDecay(cfg.learning_rate, cfg.warmup_steps, total_steps)
+
+
+# ----------------------------------------------------------------------- the plan
+#
+# A run with a time budget (`minutes`) times a few real steps once the train step is
+# compiled, then fixes its length: epochs × steps per epoch, epochs as configured. The
+# plan is stored in models/<run>/plan.json before the first epoch, so --resume, even on
+# another machine, trains the same steps under the same schedule.
+
+PLAN = "plan.json"
+CALIBRATION_WARMUP_STEPS = 3  # the first includes building the graph
+CALIBRATION_STEPS = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    epochs: int
+    steps_per_epoch: int
+    budget_minutes: float | None = None
+    images_per_second: float | None = None  # the calibration's, None without a budget
+    machine: str | None = None  # where the plan was made
+    precision: str | None = None
+    onednn: str | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def describe(self, batch_images: int) -> str:
+        steps = (
+            f"{self.epochs} epoch(s) × {self.steps_per_epoch:,} steps = {self.total_steps:,} steps "
+            f"of {batch_images} pictures"
+        )
+        if self.budget_minutes is None:
+            return f"plan: {steps} (fixed by the settings)"
+        return (
+            f"plan: {steps}, to fit a budget of {self.budget_minutes:g} min at the "
+            f"{self.images_per_second:.1f} images/s timed on {self.machine} ({self.precision}, "
+            f"oneDNN {self.onednn})"
+        )
+
+
+def plan_from_speed(cfg: TrainConfig, images_per_second: float, **where) -> Plan:
+    """The steps that `cfg.minutes` of training buy at `images_per_second`."""
+    total = int(cfg.minutes * 60 * images_per_second / cfg.batch_images)
+    steps_per_epoch = max(1, total // cfg.epochs)
+    return Plan(
+        cfg.epochs,
+        steps_per_epoch,
+        budget_minutes=cfg.minutes,
+        images_per_second=round(images_per_second, 2),
+        **where,
     )
+
+
+def read_plan(folder: Path) -> Plan | None:
+    path = Path(folder) / PLAN
+    if not path.is_file():
+        return None
+    try:
+        return Plan(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); start a new run with another --name") from exc
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Times the steps of a calibration after its warm-up steps."""
+
+    def __init__(self, warmup: int):
+        super().__init__()
+        self.warmup, self.timed, self.started = warmup, 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.warmup:
+            self.started = time.perf_counter()
+        elif batch + 1 > self.warmup:
+            self.timed += 1
+            self.seconds = time.perf_counter() - self.started
+
+
+def calibrate_speed(model: keras.Model, data: tf.data.Dataset, batch_images: int) -> float:
+    """Images/s of the compiled train step on the real data stream. The steps change
+    nothing: weights (batch-norm statistics included) and the optimizer's state are
+    put back, so the run starts as if they had not been taken."""
+    model.optimizer.build(model.trainable_variables)
+    weights = model.get_weights()
+    optimizer_state = [v.numpy() for v in model.optimizer.variables]
+    timer = StepTimer(CALIBRATION_WARMUP_STEPS)
+    model.fit(
+        data,
+        epochs=1,
+        steps_per_epoch=CALIBRATION_WARMUP_STEPS + CALIBRATION_STEPS,
+        callbacks=[timer],
+        verbose=0,
+        shuffle=False,
+    )
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    return timer.timed * batch_images / max(timer.seconds, 1e-9)
+
+
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """history.csv: each epoch's logs, and where and how it was trained (a resumed run
+    may go on on another machine). The record goes to the file only: the progress bar
+    averages every value in the logs, and text is no number."""
+
+    def __init__(self, path: Path, plan: Plan, cpu: machine.Cpu, precision: str):
+        super().__init__(str(path), append=True)
+        self.record = {
+            "cpu": cpu.model,
+            "cpu_flags": " ".join(cpu.flags),
+            "cores": cpu.cores,
+            "precision": precision,
+            "onednn": machine.onednn_state(),
+            "budget_minutes": plan.budget_minutes if plan.budget_minutes is not None else "",
+            "planned_steps": plan.total_steps,
+        }
+        self.steps_per_epoch = plan.steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = (epoch + 1) * self.steps_per_epoch
+        super().on_epoch_end(epoch, {**(logs or {}), **self.record, "steps_done": done})
 
 
 def verification_auc(distances: np.ndarray, same: np.ndarray) -> float:
@@ -486,6 +476,7 @@ def history_summary(history_csv: Path) -> dict:
     if not rows:
         return {}
     last = rows[-1]
+    speeds = [float(r["images_per_second"]) for r in rows if r.get("images_per_second")]
     best = max(rows, key=lambda r: float(r.get("val_auc") or 0))
     return {
         "epochs": len(rows),
@@ -494,6 +485,8 @@ def history_summary(history_csv: Path) -> dict:
         "best_val_auc": float(best.get("val_auc") or "nan"),
         "best_epoch": int(best["epoch"]) + 1,
         "peak_rss_mb": max(float(r.get("peak_rss_mb") or 0) for r in rows),
+        # the median epoch's, of the epochs that timed it
+        "images_per_second": float(np.median(speeds)) if speeds else None,
     }
 
 
@@ -577,6 +570,11 @@ def _train(
             f"a batch of {cfg.batch_images} images does not split evenly over {replicas} replicas; "
             "choose --p and --k so that it does"
         )
+    if cfg.minutes is not None and replicas > 1 and data is None:
+        raise ConfigError(
+            "a time budget (minutes) is timed on one device; with several replicas give "
+            "epochs and steps_per_epoch instead"
+        )
     folder = config.models_dir() / run_name
     backup = folder / "backup"
     history_csv = folder / "history.csv"
@@ -615,11 +613,20 @@ def _train(
     crops_root = config.processed_dir() / cfg.crops
     if not (crops_root / "manifest.csv").is_file():
         raise FacelibError(_missing_crops_message(crops_root))
+    # Refused before anything is written: a precision this CPU only emulates.
+    cpu = machine.read_cpu()
+    precision, why = resolve_precision(cfg.precision, cpu, bool(tf.config.list_physical_devices("GPU")))
+    # A plan is kept only with the epochs it planned: a fresh start times the machine anew.
+    plan = read_plan(folder) if done else None
+    if plan is None and cfg.minutes is None:
+        plan = Plan(cfg.epochs, cfg.steps_per_epoch)
     if chief:
         keep_history(history_csv, done)
         if not done and backup.exists():
             remove_backup(backup)  # at most stray temporary files of an unfinished first save
         folder.mkdir(parents=True, exist_ok=True)
+        if not done:
+            (folder / PLAN).unlink(missing_ok=True)
         write_json_atomic(folder / "config.json", asdict(cfg))
 
     split = training_split(crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities)
@@ -627,13 +634,8 @@ def _train(
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
 
     # Set every time: the policy is global, and an earlier run in this process may have changed it.
-    policy = "mixed_bfloat16" if cfg.bfloat16 else "mixed_float16" if cfg.mixed_precision else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    if cfg.bfloat16 and not cpu_has_bfloat16() and not tf.config.list_physical_devices("GPU"):
-        print(
-            "note: bfloat16 is on but this CPU lists no bfloat16 instructions (avx512_bf16, amx_bf16): "
-            "it may train slower than float32 here; `--set bfloat16=false` turns it off"
-        )
+    keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
+    print(f"machine: {cpu.describe()}; precision {precision} ({why}); {machine.math_state().describe()}")
     keras.utils.set_random_seed(cfg.seed)
     kind = {
         "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",  # its class name
@@ -653,31 +655,50 @@ def _train(
             model = build_training_model(embedding_model, len(train_faces.identities))
             loss = {"embedding": triplet, "cosines": CosFaceLoss(cfg.classifier_scale, cfg.classifier_margin)}
             weights = {"embedding": 1.0, "cosines": cfg.classifier_weight}
-        model.compile(optimizer=make_optimizer(cfg), loss=loss, loss_weights=weights)
+        # Without a plan yet the schedule's length is set after calibration.
+        schedule = learning_rate(cfg, plan.total_steps if plan else 1)
+        model.compile(optimizer=make_optimizer(cfg, schedule), loss=loss, loss_weights=weights)
 
     start_epoch = done
     if found:
         with dist.scope():
             model.optimizer.build(model.trainable_variables)  # its state is in the backup too
             model.load_weights(found.weights)
-        print(f"resuming {run_name} after epoch {done} of {cfg.epochs} (backup {found.weights.name})")
-    data = data or training_dataset(
-        train_faces,
-        cfg.mining,
-        cfg.p,
-        cfg.k,
-        cfg.input_size,
-        cfg.seed,
-        start_step=start_epoch * cfg.steps_per_epoch,
-        augmentation=cfg.augmentation,
-    )
-    if cfg.classifier != "none":  # both outputs learn from the identity labels
-        data = data.map(lambda images, labels: (images, {"embedding": labels, "cosines": labels}))
-    # Every worker builds the same deterministic stream and keeps its replicas' slices
-    # of each batch, in replica order: the losses gather the slices back into the batch.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    data = data.with_options(options)
+        print(f"resuming {run_name} after epoch {done} of {plan.epochs} (backup {found.weights.name})")
+
+    def stream(start_step: int) -> tf.data.Dataset:
+        stream = data or training_dataset(
+            train_faces,
+            cfg.mining,
+            cfg.p,
+            cfg.k,
+            cfg.input_size,
+            cfg.seed,
+            start_step=start_step,
+            augmentation=cfg.augmentation,
+        )
+        if cfg.classifier != "none":  # both outputs learn from the identity labels
+            stream = stream.map(lambda images, labels: (images, {"embedding": labels, "cosines": labels}))
+        # Every worker builds the same deterministic stream and keeps its replicas' slices
+        # of each batch, in replica order: the losses gather the slices back into the batch.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return stream.with_options(options)
+
+    if plan is None:  # a budget, not yet planned: time the compiled step on the real stream
+        print(f"timing {CALIBRATION_STEPS} steps to plan {cfg.minutes:g} min of training …", flush=True)
+        speed = calibrate_speed(model, stream(0), cfg.batch_images)
+        plan = plan_from_speed(
+            cfg, speed, machine=cpu.model, precision=precision, onednn=machine.onednn_state()
+        )
+        if isinstance(schedule, PlannedCosineDecay):
+            schedule.set_total(plan.total_steps)
+        if chief:
+            write_json_atomic(folder / PLAN, asdict(plan))
+    elif cfg.minutes is not None:
+        print(f"{run_name}: keeping the plan it started with ({PLAN})")
+    print(plan.describe(cfg.batch_images), flush=True)
+    data = stream(start_epoch * plan.steps_per_epoch)
     if several_workers(dist):
         _fit_across_workers(model, dist, data.element_spec)
     validation = ValidationAUC(split.validation.paths, left, right, same, cfg.input_size)
@@ -687,35 +708,34 @@ def _train(
         validation,
         PeakMemory(),
         keras.callbacks.TerminateOnNaN(),
-        *([keras.callbacks.CSVLogger(str(history_csv), append=True)] if chief else []),
+        *([HistoryCSV(history_csv, plan, cpu, precision)] if chief else []),
         *(extra_callbacks or []),
         # Last, so that an epoch is backed up only after everything above has seen it.
         EpochBackup(backup) if chief else WorkerBackup(),
     ]
     started = time.time()
-    if start_epoch < cfg.epochs:
+    if start_epoch < plan.epochs:
         model.fit(
             data,
-            epochs=cfg.epochs,
+            epochs=plan.epochs,
             initial_epoch=start_epoch,
-            steps_per_epoch=cfg.steps_per_epoch,
+            steps_per_epoch=plan.steps_per_epoch,
             callbacks=callbacks,
             verbose=verbose,
             shuffle=False,  # the stream is already shuffled, deterministically
         )
     else:
-        print(f"{run_name}: all {cfg.epochs} epochs were trained before it stopped; saving the model")
+        print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
     if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
-    if keras.mixed_precision.global_policy().name != "float32":
-        # Layers keep the policy they were built under, and a saved model keeps its
-        # layers' policies: rebuilt in float32, the saved model (and verify, evaluate)
-        # computes in full precision whatever precision it was trained in.
-        keras.mixed_precision.set_global_policy("float32")
-        with dist.scope():
-            full = build_embedding_model(cfg.input_size, cfg.embedding_dim, None, cfg.head)
-            full.set_weights(embedding_model.get_weights())
-        embedding_model = full
+    # Layers keep the policy they were built under, and a saved model keeps its layers'
+    # policies and its optimizer: rebuilt in float32 without one, the saved model (and
+    # verify, evaluate) computes in full precision whatever precision it was trained in.
+    keras.mixed_precision.set_global_policy("float32")
+    with dist.scope():
+        full = build_embedding_model(cfg.input_size, cfg.embedding_dim, None, cfg.head)
+        full.set_weights(embedding_model.get_weights())
+    embedding_model = full
     model = embedding_model  # what is saved and scored: a classifier head was for training only
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
     if not chief:
@@ -737,6 +757,13 @@ def _train(
         "git_commit": _git_commit(),
         "history": history_summary(history_csv),
         "train_seconds_last_session": round(time.time() - started, 1),
+        # Where and how the last session trained (history.csv has each epoch's).
+        "machine": {"cpu": cpu.model, "arch": cpu.arch, "flags": list(cpu.flags), "cores": cpu.cores},
+        "precision": precision,
+        "onednn": machine.onednn_state(),
+        "plan": {**asdict(plan), "total_steps": plan.total_steps},
+        "steps_run": plan.total_steps,
+        "images_per_second": history_summary(history_csv).get("images_per_second"),
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
     }

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from facelib import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "main-command"
 FIRST_RUN_TIMEOUT_S = 900  # measured: about 4 minutes on 2 busy cores
@@ -173,6 +175,13 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     first, first_seconds, first_page = make_run(clean_home, mirror, first_port, FIRST_RUN_TIMEOUT_S)
     print(f"first make run: dashboard after {first_seconds:.0f} s")
     assert _in_order(first, steps), first[-5000:]
+    # The plan before any work: the machine and each step's plan first, then training's own.
+    cpu = machine.read_cpu()
+    assert first.startswith(f"machine: {cpu.describe()}\n"), first[:2000]
+    assert _in_order(first, ["plans:\n  smoke: 2 × 3 = 6 steps, fixed", "facelib fetch"]), first[:3000]
+    assert _in_order(first, [f"training {RUN}:", "plan: 2 epoch(s) × 3 steps = 6 steps", "Epoch 1/2"]), first[
+        -5000:
+    ]
     assert "census: 5,749 people, 13,233 images" in first
     assert "processed now 120, already done 0" in first
     assert f"training {RUN}:" in first

@@ -271,7 +271,8 @@ def test_set_values_reach_the_config_as_given_and_plain_none_keeps_the_preset():
         ({"learning_rate": float("nan")}, "learning_rate must be above 0"),
         ({"weight_decay": 5e-4}, "weight_decay 0.0005 needs optimizer adamw"),
         ({"weight_decay": -1.0, "optimizer": "adamw"}, "weight_decay must be 0 or more"),
-        ({"mixed_precision": True, "bfloat16": True}, "exclude each other"),
+        ({"precision": "float64"}, "precision must be one of auto, float32, bfloat16, float16"),
+        ({"minutes": 0}, "minutes must be above 0"),
     ],
 )
 def test_impossible_settings_are_refused(settings, message):
@@ -282,8 +283,11 @@ def test_impossible_settings_are_refused(settings, message):
 def test_settings_that_fit_together_are_accepted():
     cfg = TrainConfig.preset("smoke", settings={"optimizer": "adamw", "weight_decay": 5e-4, "epochs": 1})
     assert (cfg.optimizer, cfg.weight_decay, cfg.epochs) == ("adamw", 5e-4, 1)
-    assert TrainConfig.preset("gpu").mixed_precision and not TrainConfig.preset("gpu").bfloat16
-    assert TrainConfig.preset("gpu", settings={"mixed_precision": False, "bfloat16": True}).bfloat16
+    assert TrainConfig.preset("gpu").precision == "float16"
+    assert (
+        TrainConfig.preset("gpu", settings={"mixed_precision": False, "bfloat16": True}).precision
+        == "bfloat16"
+    )
 
 
 def test_a_finished_run_asked_for_other_settings_is_refused(smoke_model):
@@ -322,13 +326,14 @@ def test_missing_crops_are_found_before_the_run_folder_is_made(smoke_crops, monk
     assert not (tmp_path / "models" / "no-crops-at-all").exists()
 
 
-def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crops):
+def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crops, monkeypatch):
     """bfloat16 + CosFace + AdamW: both losses are logged, the saved model is the bare
     embedding network (unit vectors of embedding_dim), and throughput is in history."""
     cfg = TrainConfig.preset(
         "smoke", classifier="cosface", bfloat16=True, optimizer="adamw", weight_decay=5e-4, soft_margin=False
     )
     assert keras.mixed_precision.global_policy().name == "float32"
+    monkeypatch.setenv("FACELIB_ALLOW_EMULATED_BFLOAT16", "1")  # a CPU without it: emulated, still seconds
     folder = train(cfg, "cosface-smoke", verbose=0)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored by train()
     with open(folder / "history.csv") as f:

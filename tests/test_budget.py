@@ -1,0 +1,149 @@
+"""Training by time budget: the run times its own steps, fixes their number, stores the
+plan, stops on it, and a resumed run keeps the plan and the schedule. No timing is
+asserted: only that the run does what its own plan says."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import facelib.train as train_module
+from facelib import config, machine
+from facelib.errors import ConfigError
+from facelib.model import read_card
+from facelib.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
+
+
+@pytest.mark.parametrize("warmup, total", [(0, 6), (3, 40), (200, 4500), (200, 250), (50, 1)])
+def test_the_planned_schedule_is_kerass_cosine_decay_with_warmup(warmup, total):
+    """The schedule whose length is set after compiling equals the CosineDecay that
+    facelib used before, for the same total steps."""
+    planned = PlannedCosineDecay(2e-3, warmup, total_steps=1)
+    planned.set_total(total)
+    used_warmup = min(warmup, total // 2)
+    reference = keras.optimizers.schedules.CosineDecay(
+        0.0 if used_warmup else 2e-3,
+        decay_steps=max(1, total - used_warmup),
+        warmup_target=2e-3 if used_warmup else None,
+        warmup_steps=used_warmup,
+        alpha=0.01,
+    )
+    for step in sorted({0, 1, used_warmup, total // 3, total - 1, total, total + 5}):
+        assert float(planned(step)) == pytest.approx(float(reference(step)), rel=1e-5, abs=1e-9), step
+
+
+class LearningRates(keras.callbacks.Callback):
+    """Records the optimizer's step and learning rate at each epoch's end."""
+
+    def __init__(self, stop_after_epoch: int | None = None):
+        super().__init__()
+        self.seen, self.stop_after_epoch = [], stop_after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        self.seen.append((int(optimizer.iterations.numpy()), float(np.asarray(optimizer.learning_rate))))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_after_epoch:  # the backup of the epoch before is complete
+            raise KeyboardInterrupt
+
+
+def _expected_rate(cfg: TrainConfig, total: int, step: int) -> float:
+    warmup = min(cfg.warmup_steps, total // 2)
+    return float(
+        keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else cfg.learning_rate,
+            decay_steps=max(1, total - warmup),
+            warmup_target=cfg.learning_rate if warmup else None,
+            warmup_steps=warmup,
+            alpha=0.01,
+        )(step)
+    )
+
+
+def test_a_budget_run_stops_on_its_plan_and_resumes_it(smoke_crops, monkeypatch, capsys):
+    cfg = TrainConfig.preset("smoke", settings={"minutes": 0.05, "warmup_steps": 4})
+    run = "budget-smoke"
+    rates = LearningRates(stop_after_epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, extra_callbacks=[rates], verbose=0)
+    out = capsys.readouterr().out
+    folder = config.models_dir() / run
+    plan = read_plan(folder)
+    assert plan is not None and plan.budget_minutes == 0.05 and plan.epochs == cfg.epochs
+    assert plan.images_per_second > 0 and plan.machine == machine.read_cpu().model
+    assert plan.steps_per_epoch == max(
+        1, int(0.05 * 60 * plan.images_per_second / cfg.batch_images) // cfg.epochs
+    )
+    # The plan is printed before the first epoch, with the machine it was timed on.
+    assert out.index("machine: ") < out.index("timing ") < out.index("plan: ")
+    assert f"to fit a budget of 0.05 min at the {plan.images_per_second:.1f} images/s" in out
+
+    # Resumed: the stored plan is kept, never timed again, on this or another machine.
+    def no_second_calibration(*args, **kwargs):
+        raise AssertionError("a resumed run must keep its plan")
+
+    monkeypatch.setattr(train_module, "calibrate_speed", no_second_calibration)
+    more = LearningRates()
+    folder = train_or_resume(cfg, run, extra_callbacks=[more], verbose=0)
+    assert "keeping the plan it started with" in capsys.readouterr().out
+    total = plan.total_steps
+    # Calibration steps count for nothing: the run's steps are exactly the plan's ...
+    assert [step for step, _ in rates.seen + more.seen] == [
+        (e + 1) * plan.steps_per_epoch for e in range(plan.epochs)
+    ]
+    # ... under one schedule spanning exactly the planned total, across the interruption.
+    for step, rate in rates.seen + more.seen:
+        assert rate == pytest.approx(_expected_rate(cfg, total, step), rel=1e-5, abs=1e-9)
+    assert more.seen[-1][1] == pytest.approx(cfg.learning_rate * 0.01, rel=1e-4)  # the end of the cosine
+
+    card = read_card(folder)
+    assert card["plan"]["total_steps"] == total and card["steps_run"] == total
+    assert card["plan"]["budget_minutes"] == 0.05
+    assert card["precision"] in ("float32", "bfloat16") and card["onednn"] in ("on", "off", "default")
+    assert card["machine"]["cpu"] == machine.read_cpu().model and card["machine"]["cores"] >= 1
+    with open(folder / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["steps_done"]) for r in rows] == [
+        (e + 1) * plan.steps_per_epoch for e in range(plan.epochs)
+    ]
+    assert {r["planned_steps"] for r in rows} == {str(total)}
+    assert {r["budget_minutes"] for r in rows} == {"0.05"}
+    assert all(r["cpu"] and r["precision"] and r["onednn"] for r in rows)
+    assert json.loads((folder / PLAN).read_text())["steps_per_epoch"] == plan.steps_per_epoch
+
+
+def test_a_precision_the_cpu_only_emulates_is_refused_before_anything_is_written(
+    smoke_crops, monkeypatch, tmp_path
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC 7B12\nflags\t\t: avx avx2 fma\n")
+    real_read_cpu = machine.read_cpu
+    monkeypatch.setattr(machine, "read_cpu", lambda path=cpuinfo: real_read_cpu(path))
+    monkeypatch.delenv(train_module.ALLOW_EMULATED_BFLOAT16, raising=False)
+    with pytest.raises(ConfigError, match="no bfloat16 in hardware"):
+        train(TrainConfig.preset("smoke", settings={"bfloat16": True}), "emulated-bf16", verbose=0)
+    assert not (config.models_dir() / "emulated-bf16").exists()
+
+    from facelib import cli
+
+    code = cli.main(["train", "--preset", "smoke", "--name", "emulated-bf16", "--set", "bfloat16=true"])
+    assert code == 1 and not (config.models_dir() / "emulated-bf16").exists()
+
+
+def test_auto_precision_on_a_cpu_without_bfloat16_trains_in_float32(smoke_crops, monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AMD EPYC 7B12\nflags\t\t: avx avx2 fma\n")
+    real_read_cpu = machine.read_cpu
+    monkeypatch.setattr(machine, "read_cpu", lambda path=cpuinfo: real_read_cpu(path))
+    folder = train(
+        TrainConfig.preset("smoke", settings={"precision": "auto", "epochs": 1}), "auto-avx2", verbose=0
+    )
+    card = read_card(folder)
+    assert card["precision"] == "float32" and card["config"]["precision"] == "auto"
+    assert card["machine"]["cpu"] == "AMD EPYC 7B12" and "avx512_bf16" not in card["machine"]["flags"]
+    assert np.isfinite(card["history"]["final_loss"])
