@@ -39,10 +39,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The plan first, before installing (it needs only Python): the machine found, the
-# precision and budget it sets, the time expected.
+# The plan first, before installing (it needs only Python 3.9+; an older one skips
+# it): the machine found, the precision and budget it sets, the time expected.
 run:
-	@$(PYTHON) -m facelib.doctor --no-timing --preset $(PRESET)
+	-@$(PYTHON) -m facelib.doctor --no-timing --preset $(PRESET)
 	@$(MAKE) --no-print-directory install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess --preset $(PRESET)
@@ -73,6 +73,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/python bench/math_speed.py
 	$(BIN)/python bench/preprocess_speed.py
 	$(BIN)/python bench/train_speed.py --run models/$(RUN)
 	$(BIN)/python bench/verify_speed.py --model models/$(RUN)

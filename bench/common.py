@@ -12,18 +12,14 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """The CPU (model, flags that set the math, cores), the oneDNN state and the load:
+    every figure is named with the machine that made it."""
+    from facelib import machine as facelib_machine
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{cpu}, {cores} cores, Python {platform.python_version()}, {date.today().isoformat()}, "
+        f"{facelib_machine.read_cpu().describe()}, {facelib_machine.math_state().describe()}, "
+        f"Python {platform.python_version()}, {date.today().isoformat()}, "
         f"load average {load:.1f} at the start (another busy process halves every figure)"
     )
 

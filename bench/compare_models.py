@@ -56,8 +56,9 @@ def main() -> None:
         extras = " + CosFace head" if cfg.get("classifier", "none") != "none" else ""
         training = (
             f"{cfg['mining']} ({margin}){extras}, {cfg['head']} embedding, {cfg['input_size']} px"
-            f"{' bf16' if cfg.get('bfloat16') else ''}, {cfg.get('optimizer', 'adam')}, "
-            f"{card['history']['epochs']}×{cfg['steps_per_epoch']} steps of P{cfg['p']}×K{cfg['k']}"
+            f"{' bf16' if card.get('precision', 'bfloat16' if cfg.get('bfloat16') else '') == 'bfloat16' else ''}, "
+            f"{cfg.get('optimizer', 'adam')}, "
+            f"{card['history']['epochs']}×{card.get('plan', cfg)['steps_per_epoch']} steps of P{cfg['p']}×K{cfg['k']}"
         )
         add(f"`{folder.name}`", training, evaluation)
         crops_root = config.processed_dir() / cfg["crops"]

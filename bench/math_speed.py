@@ -35,27 +35,18 @@ def measure(sizes: list[int], bfloat16: bool, steps: int) -> dict:
     """Runs in the child process: every figure for one oneDNN setting."""
     import time
 
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from facelib import machine as facelib_machine
+    from facelib.doctor import time_train_step
     from facelib.model import build_embedding_model
 
     results = {"onednn": facelib_machine.onednn_state()}
     rng = np.random.default_rng(0)
     for size in sizes:
-        for precision in ["float32", *(["mixed_bfloat16"] if bfloat16 else [])]:
-            keras.mixed_precision.set_global_policy(precision)
-            model = build_embedding_model(size, 128, None, "l2")
-            model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
-            images = rng.uniform(0, 255, (32, size, size, 3)).astype("float32")
-            data = tf.data.Dataset.from_tensors((images, np.zeros((32, 128), "float32"))).repeat()
-            model.fit(data, epochs=1, steps_per_epoch=3, verbose=0)  # trace and warm up
-            start = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-            results[f"train {size} {precision}"] = steps * 32 / (time.perf_counter() - start)
-        keras.mixed_precision.set_global_policy("float32")
+        for precision in ["float32", *(["bfloat16"] if bfloat16 else [])]:
+            results[f"train {size} {precision}"] = time_train_step(size, precision, 32, steps)
         model = build_embedding_model(size, 128, None, "l2")
         embed = tf.function(lambda x, m=model: m(x, training=False))
         pair = tf.constant(rng.uniform(0, 255, (2, size, size, 3)).astype("float32"))

@@ -17,7 +17,7 @@ from facelib.errors import FacelibError, ImageError, ImageTooLargeError, NoFaceE
 
 # The one place that runs before any facelib module can load TensorFlow, which reads
 # its oneDNN setting once: the CLI and notebooks may name another role before it loads.
-machine.configure_math(machine.default_role())
+machine.configure_default()
 
 __version__ = "0.1.0"
 __all__ = [

@@ -4,7 +4,7 @@
     facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
                        [--limit N] [--preset smoke|cpu|gpu] [--workers N]
     facelib preprocess --images FOLDER [--out DIR] [--detector haar|yunet] [--size 160] ...
-    facelib train [--preset smoke|cpu|gpu] [--name RUN] [--resume] [--epochs N] [--steps N]
+    facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
     facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
@@ -108,7 +108,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     }
     # A flag left out is None: the preset's value stays. --set values go through as given
     # (`--set max_identities=none` lifts the preset's limit) and win over the flags.
-    cfg = TrainConfig.preset(preset, settings=TrainConfig.parse_settings(args.set or []), **overrides)
+    settings = TrainConfig.parse_settings(args.set or [])
+    if args.steps is not None or "steps_per_epoch" in settings:
+        # Steps given: a fixed length, unless a budget is given too, which fixes its own.
+        if args.minutes is not None or settings.get("minutes") is not None:
+            raise FacelibError("give --minutes or --steps, not both: a budget fixes the steps itself")
+        settings.setdefault("minutes", None)
+    cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
     from facelib.model import read_card
@@ -590,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         "if it finished with the same settings)",
     )
     tr.add_argument("--epochs", type=int)
-    tr.add_argument("--steps", type=int, help="steps per epoch (without a time budget)")
+    tr.add_argument(
+        "--steps", type=int, help="steps per epoch: a fixed length, instead of the preset's budget"
+    )
     tr.add_argument(
         "--minutes",
         type=float,
@@ -615,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="any training setting, e.g. --set bfloat16=true --set classifier=cosface (see TrainConfig)",
+        help="any training setting, e.g. --set precision=float32 --set classifier=cosface (see TrainConfig)",
     )
     tr.set_defaults(run=cmd_train)
 

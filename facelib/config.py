@@ -112,14 +112,13 @@ PRESETS: dict[str, Preset] = {
         train=dict(CPU_RECIPE, epochs=9, steps_per_epoch=500, minutes=CPU_TRAINING_MINUTES),
     ),
     "cpu-v1": Preset("cpu-v1", preprocess_limit=None),
-    # The cpu recipe at a GPU's size: 112 px, 128 pictures a step, float16. Not measured
+    # The cpu recipe at a GPU's size: 112 px, 128 pictures a step, float16 (auto). Not measured
     # here (no GPU); the step count is a guess of about 20 minutes on one recent GPU.
     "gpu": Preset(
         "gpu",
         preprocess_limit=None,
         train=dict(
-            CPU_RECIPE,
-            precision="float16",
+            CPU_RECIPE,  # precision auto: float16 on a GPU
             input_size=112,
             p=64,
             k=2,

@@ -91,9 +91,10 @@ def expected_line(name: str) -> str | None:
     if total is None:
         return None
     return (
-        f"make run PRESET={name}: about {total:g} min from a clean clone to the dashboard "
-        f"(~{PREPARE_MINUTES} install, fetch and crop; {TrainConfig.preset(name).minutes:g} training "
-        f"+ ~{AROUND_TRAINING_MINUTES} building, timing and validating; ~{EVALUATE_MINUTES} evaluate; "
+        f"make run PRESET={name}: about {total:g} min from a clean clone to the dashboard: "
+        f"~{PREPARE_MINUTES} install, fetch and crop, {TrainConfig.preset(name).minutes:g} training "
+        f"+ ~{AROUND_TRAINING_MINUTES} building, timing and validating, ~{EVALUATE_MINUTES} evaluate "
+        "(the steps around training as timed on 2 cores with a local copy of LFW; "
         "steps already done are skipped)"
     )
 

@@ -109,6 +109,11 @@ def resolve_precision(requested: str, cpu: Cpu, gpu: bool) -> tuple[str, str]:
                 f"float32, or set {ALLOW_EMULATED_BFLOAT16}=1 to run it anyway"
             )
         return requested, f"as asked, emulated ({ALLOW_EMULATED_BFLOAT16}=1)"
+    if requested == "float16" and not gpu:
+        raise ConfigError(
+            "precision float16 asked for without a GPU: CPUs emulate it. Use precision auto "
+            "(bfloat16 where the CPU has it, else float32)"
+        )
     return requested, "as asked"
 
 
@@ -117,19 +122,27 @@ class MathState:
     role: str | None  # the kind of work facelib chose for, None if it did not choose
     onednn: bool | None  # None: TensorFlow's own choice for this CPU
     chosen_by: str  # "facelib", "user" (the variable was set before facelib), "tensorflow"
+    explicit: bool = True  # False: facelib's default, which a module's own preference replaces
 
     def describe(self) -> str:
         state = {True: "on", False: "off", None: "TensorFlow's default"}[self.onednn]
         why = {
             "facelib": f"facelib's choice for {self.role}",
             "user": f"{ONEDNN_VARIABLE} set by you",
-            "tensorflow": "TensorFlow was loaded before facelib could choose",
+            "tensorflow": "TensorFlow had loaded before this role was named",
         }[self.chosen_by]
         return f"oneDNN {state} ({why})"
 
 
+# facelib's own choice is marked, so that a child process (Voilà's kernel, a benchmark)
+# inherits it as facelib's, to choose again, not as the user's.
+CHOICE_MARK = "FACELIB_ONEDNN_CHOICE"
 _state: MathState | None = None
-_user_value = os.environ.get(ONEDNN_VARIABLE)  # read when facelib is first imported
+_user_value = (  # read when facelib is first imported
+    os.environ.get(ONEDNN_VARIABLE)
+    if os.environ.get(ONEDNN_VARIABLE) != os.environ.get(CHOICE_MARK)
+    else None
+)
 
 
 def _as_bool(value: str | None) -> bool | None:
@@ -138,11 +151,14 @@ def _as_bool(value: str | None) -> bool | None:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def configure_math(role: str, cpu: Cpu | None = None) -> MathState:
+def configure_math(role: str, cpu: Cpu | None = None, *, explicit: bool = True) -> MathState:
     """Set oneDNN for `role` if TensorFlow has not loaded yet and the user has not set it.
     Called again before TensorFlow loads (the CLI knows its verb, a notebook its job),
-    the later role wins. Returns what the process will run with."""
+    the later role wins; a preference (explicit=False, e.g. FaceVerifier's) replaces only
+    facelib's default, never a role named on purpose. Returns what the process runs with."""
     global _state
+    if not explicit and _state is not None and _state.explicit:
+        return _state
     if _user_value is not None:
         _state = MathState(None, _as_bool(_user_value), "user")
     elif "tensorflow" in sys.modules:
@@ -154,9 +170,10 @@ def configure_math(role: str, cpu: Cpu | None = None) -> MathState:
         wanted = onednn_wanted(role, cpu or read_cpu())
         if wanted is None:
             os.environ.pop(ONEDNN_VARIABLE, None)
+            os.environ.pop(CHOICE_MARK, None)
         else:
-            os.environ[ONEDNN_VARIABLE] = "1" if wanted else "0"
-        _state = MathState(role, wanted, "facelib")
+            os.environ[ONEDNN_VARIABLE] = os.environ[CHOICE_MARK] = "1" if wanted else "0"
+        _state = MathState(role, wanted, "facelib", explicit)
     return _state
 
 
@@ -172,10 +189,19 @@ def onednn_state() -> str:
     return {True: "on", False: "off", None: "default"}[math_state().onednn]
 
 
-def default_role() -> str:
-    """The role facelib/__init__.py configures: FACELIB_ROLE if set, else training's
-    (notebooks 02 and 03 train and evaluate; the dashboard names its own)."""
-    return os.environ.get("FACELIB_ROLE") or "train"
+def configure_default() -> MathState:
+    """facelib/__init__.py's choice: the role FACELIB_ROLE names, else training's as a
+    default (oneDNN off would make training 2.5-5x slower, on makes embedding about
+    1.3-1.6x slower), which FaceVerifier replaces with verify's if it loads TensorFlow first."""
+    role = os.environ.get("FACELIB_ROLE")
+    if role and role not in ROLES:
+        import warnings
+
+        warnings.warn(
+            f"FACELIB_ROLE={role!r} is not one of {', '.join(ROLES)}: choosing for training", stacklevel=2
+        )
+        role = None
+    return configure_math(role or "train", explicit=bool(role))
 
 
 def import_tensorflow_quietly() -> None:

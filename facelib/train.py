@@ -17,9 +17,9 @@ import functools
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -156,8 +156,12 @@ class PlannedCosineDecay(keras.optimizers.schedules.CosineDecay):
         self.warmup_steps.assign(float(warmup))
         self.decay_steps.assign(float(max(1, total_steps - warmup)))
 
-    def get_config(self):  # the model is saved without its optimizer; this is for repr
-        return {"warmup_steps": self.requested_warmup, "total_steps": self.total_steps}
+    def get_config(self):  # the saved model has no optimizer; this rebuilds the schedule
+        return {
+            "peak": self.warmup_target or self.initial_learning_rate,
+            "warmup_steps": self.requested_warmup,
+            "total_steps": self.total_steps,
+        }
 
     @property
     def total_steps(self) -> int:
@@ -230,7 +234,7 @@ def read_plan(folder: Path) -> Plan | None:
     try:
         return Plan(**json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path} is damaged ({exc}); start a new run with another --name") from exc
+        raise ConfigError(f"{path} is damaged ({exc}); the run cannot be resumed") from exc
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -248,11 +252,14 @@ class StepTimer(keras.callbacks.Callback):
             self.seconds = time.perf_counter() - self.started
 
 
-def calibrate_speed(model: keras.Model, data: tf.data.Dataset, batch_images: int) -> float:
+def calibrate_speed(
+    model: keras.Model, data: tf.data.Dataset, batch_images: int, dist: tf.distribute.Strategy
+) -> float:
     """Images/s of the compiled train step on the real data stream. The steps change
     nothing: weights (batch-norm statistics included) and the optimizer's state are
     put back, so the run starts as if they had not been taken."""
-    model.optimizer.build(model.trainable_variables)
+    with dist.scope():
+        model.optimizer.build(model.trainable_variables)
     weights = model.get_weights()
     optimizer_state = [v.numpy() for v in model.optimizer.variables]
     timer = StepTimer(CALIBRATION_WARMUP_STEPS)
@@ -270,13 +277,16 @@ def calibrate_speed(model: keras.Model, data: tf.data.Dataset, batch_images: int
     return timer.timed * batch_images / max(timer.seconds, 1e-9)
 
 
-class HistoryCSV(keras.callbacks.CSVLogger):
-    """history.csv: each epoch's logs, and where and how it was trained (a resumed run
-    may go on on another machine). The record goes to the file only: the progress bar
-    averages every value in the logs, and text is no number."""
+class HistoryCSV(keras.callbacks.Callback):
+    """history.csv: a row per epoch of its logs, and where and how it was trained (a
+    resumed run may go on on another machine). The record goes to the file only: the
+    progress bar averages every value in the logs, and text is no number. The file is
+    rewritten whole (atomically) each epoch under the union of the columns, so a run
+    resumed by a newer facelib, with more columns, keeps its rows aligned."""
 
     def __init__(self, path: Path, plan: Plan, cpu: machine.Cpu, precision: str):
-        super().__init__(str(path), append=True)
+        super().__init__()
+        self.path = Path(path)
         self.record = {
             "cpu": cpu.model,
             "cpu_flags": " ".join(cpu.flags),
@@ -286,11 +296,25 @@ class HistoryCSV(keras.callbacks.CSVLogger):
             "budget_minutes": plan.budget_minutes if plan.budget_minutes is not None else "",
             "planned_steps": plan.total_steps,
         }
-        self.steps_per_epoch = plan.steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        done = (epoch + 1) * self.steps_per_epoch
-        super().on_epoch_end(epoch, {**(logs or {}), **self.record, "steps_done": done})
+        import csv
+        import io
+
+        rows, columns = [], ["epoch"]
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows, columns = list(reader), list(reader.fieldnames or columns)
+        steps = int(self.model.optimizer.iterations.numpy())  # counted, not planned
+        values = {k: float(v) for k, v in (logs or {}).items()}
+        row = {"epoch": epoch, **values, **self.record, "steps_done": steps}
+        columns += sorted(k for k in row if k not in columns)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([*rows, row])
+        write_atomic(self.path, out.getvalue())
 
 
 def verification_auc(distances: np.ndarray, same: np.ndarray) -> float:
@@ -357,7 +381,20 @@ class EpochTimer(keras.callbacks.Callback):
 class PeakMemory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            logs["peak_rss_mb"] = peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory in MB (Linux reports KiB, macOS bytes;
+    Windows has no `resource` module: psutil, which ipykernel brings, reads it there)."""
+    try:
+        import resource
+    except ImportError:
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 # ----------------------------------------------------------------------- backup and resume
@@ -445,7 +482,7 @@ class EpochBackup(keras.callbacks.Callback):
 
 def _row_epoch(line: str) -> int | None:
     try:
-        return int(line.split(",", 1)[0])  # CSVLogger writes the epoch first
+        return int(line.split(",", 1)[0])  # HistoryCSV writes the epoch first
     except ValueError:
         return None
 
@@ -463,7 +500,7 @@ def keep_history(history_csv: Path, epochs: int) -> None:
             "start a new run with another --name"
         )
     if not kept:
-        history_csv.unlink(missing_ok=True)  # CSVLogger writes a fresh header
+        history_csv.unlink(missing_ok=True)  # HistoryCSV writes a fresh header
     elif len(kept) != len(rows):
         write_atomic(history_csv, lines[0] + "".join(kept))
 
@@ -543,7 +580,7 @@ def train(
     On a non-chief worker of a multi-worker run nothing is written there (the chief
     writes it, maybe on another machine) and the chief's folder is returned.
 
-    Training sets Keras's global dtype policy (bfloat16, mixed_precision); it is
+    Training sets Keras's global dtype policy (for precision bfloat16 or float16); it is
     restored afterwards, so later code in the process (a notebook) runs as before."""
     policy_before = keras.mixed_precision.global_policy()
     try:
@@ -570,10 +607,10 @@ def _train(
             f"a batch of {cfg.batch_images} images does not split evenly over {replicas} replicas; "
             "choose --p and --k so that it does"
         )
-    if cfg.minutes is not None and replicas > 1 and data is None:
+    if cfg.minutes is not None and replicas > 1:
         raise ConfigError(
-            "a time budget (minutes) is timed on one device; with several replicas give "
-            "epochs and steps_per_epoch instead"
+            "a time budget (minutes) is planned by timing steps, and each replica's worker would "
+            "plan its own number of them: with several replicas give epochs and steps_per_epoch instead"
         )
     folder = config.models_dir() / run_name
     backup = folder / "backup"
@@ -617,9 +654,14 @@ def _train(
     cpu = machine.read_cpu()
     precision, why = resolve_precision(cfg.precision, cpu, bool(tf.config.list_physical_devices("GPU")))
     # A plan is kept only with the epochs it planned: a fresh start times the machine anew.
-    plan = read_plan(folder) if done else None
-    if plan is None and cfg.minutes is None:
-        plan = Plan(cfg.epochs, cfg.steps_per_epoch)
+    if done:
+        plan = read_plan(folder)
+        if plan is None and saved.get("minutes") is not None:
+            raise ConfigError(f"{folder} holds a backup of a budget run but not its {PLAN}")
+        if plan is None:  # a fixed-steps run, or one made before budgets: its own steps
+            plan = Plan(saved.get("epochs", cfg.epochs), saved.get("steps_per_epoch", cfg.steps_per_epoch))
+    else:
+        plan = None if cfg.minutes is not None else Plan(cfg.epochs, cfg.steps_per_epoch)
     if chief:
         keep_history(history_csv, done)
         if not done and backup.exists():
@@ -687,7 +729,7 @@ def _train(
 
     if plan is None:  # a budget, not yet planned: time the compiled step on the real stream
         print(f"timing {CALIBRATION_STEPS} steps to plan {cfg.minutes:g} min of training …", flush=True)
-        speed = calibrate_speed(model, stream(0), cfg.batch_images)
+        speed = calibrate_speed(model, stream(0), cfg.batch_images, dist)
         plan = plan_from_speed(
             cfg, speed, machine=cpu.model, precision=precision, onednn=machine.onednn_state()
         )
@@ -726,6 +768,7 @@ def _train(
         )
     else:
         print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
+    steps_run = int(model.optimizer.iterations.numpy())  # the optimizer's count, resumed ones too
     if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
     # Layers keep the policy they were built under, and a saved model keeps its layers'
@@ -762,8 +805,7 @@ def _train(
         "precision": precision,
         "onednn": machine.onednn_state(),
         "plan": {**asdict(plan), "total_steps": plan.total_steps},
-        "steps_run": plan.total_steps,
-        "images_per_second": history_summary(history_csv).get("images_per_second"),
+        "steps_run": steps_run,
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
     }

@@ -147,13 +147,13 @@ LEGACY_PRECISION = {"bfloat16": "bfloat16", "mixed_precision": "float16"}
 def upgrade_settings(settings: dict, base_precision: str = "float32") -> dict:
     """Settings with the older precision switches (`bfloat16`, `mixed_precision`, as in
     config.json files of earlier runs and `--set bfloat16=true`) said as `precision`;
-    a switch set to false turns off that precision where it would otherwise apply."""
+    a switch set to false turns off that precision (or auto, which may choose it)."""
     settings = dict(settings)
     for key, precision in LEGACY_PRECISION.items():
         if key in settings:
             if settings.pop(key):
                 settings["precision"] = precision
-            elif settings.get("precision", base_precision) == precision:
+            elif settings.get("precision", base_precision) in (precision, "auto"):
                 settings["precision"] = "float32"
     return settings
 
@@ -176,10 +176,17 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
 def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """The settings in which a run's saved config.json differs from `cfg`, as
     "epochs 8 → 20"; a setting the saved file lacks (written before it existed)
-    counts as its default."""
+    counts as its default. Two are not differences: precision auto against the one a
+    run used (auto picks per machine; weights are float32 either way), and a budget
+    against a run made before budgets existed (it keeps its fixed steps)."""
     requested = json.loads(json.dumps(asdict(cfg)))
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    before_budgets = "minutes" not in saved
     saved = {**defaults, **upgrade_settings(saved)}
+    if requested["precision"] == "auto":
+        saved["precision"] = "auto"
+    if before_budgets:
+        saved["minutes"] = requested["minutes"]
 
     def show(value) -> str:
         return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -80,7 +80,10 @@ class FaceVerifier:
         bgr: bool = False,
         calibration: str | None = None,
     ):
+        from facelib import machine
         from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
+
+        machine.configure_math("verify", explicit=False)  # unless a role was named: loads TensorFlow next
 
         self.folder = resolve_model_folder(model) if model else newest_model_folder()
         self.model, self.card = load_model_folder(self.folder)

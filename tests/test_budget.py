@@ -5,6 +5,7 @@ asserted: only that the run does what its own plan says."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import keras
@@ -147,3 +148,85 @@ def test_auto_precision_on_a_cpu_without_bfloat16_trains_in_float32(smoke_crops,
     assert card["precision"] == "float32" and card["config"]["precision"] == "auto"
     assert card["machine"]["cpu"] == "AMD EPYC 7B12" and "avx512_bf16" not in card["machine"]["flags"]
     assert np.isfinite(card["history"]["final_loss"])
+
+
+def test_a_run_made_before_budgets_is_taken_as_it_was(tmp_path):
+    """config.json of a `make run` model made before precision and budgets existed: the
+    cpu preset now asks for precision auto and 40 minutes, which are not differences
+    (the old run keeps its precision and its fixed steps), while a real change is."""
+    from facelib.training_config import config_differences
+
+    older = {
+        k: v
+        for k, v in dataclasses.asdict(TrainConfig.preset("cpu")).items()
+        if k not in ("precision", "minutes")
+    }
+    older.update(bfloat16=True, mixed_precision=False)
+    assert config_differences(older, TrainConfig.preset("cpu")) == []
+    assert config_differences(older, TrainConfig.preset("cpu", epochs=12)) == ["epochs 9 → 12"]
+    assert config_differences({**older, "minutes": None}, TrainConfig.preset("cpu")) == ["minutes none → 40"]
+
+
+def test_the_cli_takes_steps_as_a_fixed_length_and_refuses_both(monkeypatch):
+    from facelib import cli
+
+    seen = {}
+    monkeypatch.setattr(train_module, "train", lambda cfg, name, **kw: seen.setdefault("cfg", cfg) and None)
+    monkeypatch.setattr(
+        train_module, "train_or_resume", lambda cfg, name, **kw: seen.setdefault("cfg", cfg) and None
+    )
+    assert cli.main(["train", "--preset", "cpu", "--name", "x", "--minutes", "5", "--steps", "50"]) == 1
+    assert "cfg" not in seen
+    try:
+        cli.main(["train", "--preset", "cpu", "--name", "x", "--steps", "50"])
+    except Exception:  # the stub returns no folder: only the config it was given matters
+        pass
+    assert seen["cfg"].steps_per_epoch == 50 and seen["cfg"].minutes is None
+
+
+def test_calibration_leaves_the_model_and_optimizer_as_they_were(monkeypatch):
+    """Timed steps are real steps: weights, batch-norm statistics and every optimizer
+    variable must be put back, or the run would not start where a fixed run starts."""
+    import tensorflow as tf
+
+    from facelib.model import build_embedding_model
+
+    keras.utils.set_random_seed(0)
+    model = build_embedding_model(32, 8, None, "l2")
+    model.compile(optimizer=train_module.make_optimizer(TrainConfig(optimizer="adamw"), 1e-3), loss="mse")
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensors(
+        (rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"), np.zeros((4, 8), "float32"))
+    ).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)  # a state that is not the initial one
+    weights = [w.copy() for w in model.get_weights()]
+    state = [np.array(v.numpy()) for v in model.optimizer.variables]
+    speed = train_module.calibrate_speed(model, data, 4, tf.distribute.get_strategy())
+    assert speed > 0
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(state, model.optimizer.variables, strict=True))
+    assert int(model.optimizer.iterations.numpy()) == 2
+
+
+def test_history_keeps_older_rows_aligned_when_columns_are_added(tmp_path):
+    """A run interrupted under an older facelib has fewer columns: resumed, its rows and
+    the new ones stay under their own headings."""
+
+    class Counter:
+        iterations = keras.Variable(30, dtype="int64")
+
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,peak_rss_mb,val_auc\n0,1.5,2000.0,0.61\n")
+    plan = train_module.Plan(2, 30, budget_minutes=1.0, images_per_second=50.0)
+    logger = train_module.HistoryCSV(history, plan, machine.read_cpu(), "float32")
+    logger.set_model(type("M", (), {"optimizer": Counter()})())
+    Counter.iterations.assign(60)
+    logger.on_epoch_end(1, {"loss": 1.25, "peak_rss_mb": 2100.0, "val_auc": 0.7, "images_per_second": 55.0})
+    with open(history) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["loss"] for r in rows] == ["1.5", "1.25"] and [r["val_auc"] for r in rows] == ["0.61", "0.7"]
+    assert rows[0]["cpu"] == "" and rows[1]["cpu"] == machine.read_cpu().model
+    assert rows[1]["steps_done"] == "60" and rows[1]["planned_steps"] == "60"
+    assert history.read_text().startswith("epoch,")
+    summary = train_module.history_summary(history)
+    assert summary["epochs"] == 2 and summary["images_per_second"] == 55.0

@@ -67,6 +67,9 @@ def test_precision_follows_the_hardware(tmp_path, monkeypatch):
         ConfigError, match="no bfloat16 in hardware.*10x slower.*FACELIB_ALLOW_EMULATED_BFLOAT16=1"
     ):
         resolve_precision("bfloat16", avx2, gpu=False)
+    with pytest.raises(ConfigError, match="float16 asked for without a GPU"):
+        resolve_precision("float16", bf16, gpu=False)
+    assert resolve_precision("float16", avx2, gpu=True)[0] == "float16"
     monkeypatch.setenv(ALLOW_EMULATED_BFLOAT16, "1")
     assert resolve_precision("bfloat16", avx2, gpu=False) == (
         "bfloat16",
@@ -80,7 +83,7 @@ def test_presets_state_a_preference_and_older_switches_still_read():
     assert TrainConfig.preset("smoke").minutes is None
     # `--set bfloat16=true`, and config.json files of runs made before `precision`
     assert TrainConfig.preset("smoke", settings={"bfloat16": True}).precision == "bfloat16"
-    assert TrainConfig.preset("cpu", settings={"bfloat16": False}).precision == "auto"
+    assert TrainConfig.preset("cpu", settings={"bfloat16": False}).precision == "float32"  # off means off
     assert TrainConfig.preset("gpu", settings={"mixed_precision": False}).precision == "float32"
     assert TrainConfig.preset("cpu-v1", bfloat16=True).precision == "bfloat16"
 
@@ -100,7 +103,11 @@ def test_onednn_is_chosen_per_kind_of_work(tmp_path):
 
 
 def _in_fresh_process(code: str, **env: str) -> dict:
-    environ = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "FACELIB_ROLE")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_ENABLE_ONEDNN_OPTS", "FACELIB_ROLE", "FACELIB_ONEDNN_CHOICE")
+    }
     out = subprocess.run(
         [sys.executable, "-c", code],
         env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
@@ -135,6 +142,10 @@ def test_the_setting_is_made_before_tensorflow_loads_and_a_users_value_wins():
     assert verify["role"] == "verify" and verify["variable"] == VARIABLE[verify["wanted"]]
     by_env = _in_fresh_process(REPORT.format(before="", after=""), FACELIB_ROLE="verify")
     assert by_env["role"] == "verify" and by_env["variable"] == verify["variable"]
+    # FaceVerifier's preference replaces the default, not a role named on purpose.
+    prefer = 'machine.configure_math("verify", explicit=False)'
+    assert _in_fresh_process(REPORT.format(before=prefer, after=""))["role"] == "verify"
+    assert _in_fresh_process(REPORT.format(before=prefer, after=""), FACELIB_ROLE="train")["role"] == "train"
     late = _in_fresh_process(REPORT.format(before="", after='machine.configure_math("verify")'))
     assert late["by"] == "tensorflow" and late["variable"] == plain["variable"]
     for value in ("0", "1"):
@@ -142,6 +153,14 @@ def test_the_setting_is_made_before_tensorflow_loads_and_a_users_value_wins():
             REPORT.format(before='machine.configure_math("verify")', after=""), TF_ENABLE_ONEDNN_OPTS=value
         )
         assert user["by"] == "user" and user["variable"] == value and user["onednn"] == (value == "1")
+    # A child of a facelib process (Voilà's kernel) inherits facelib's choice, marked as
+    # such: it chooses again for its own role.
+    inherited = _in_fresh_process(
+        REPORT.format(before='machine.configure_math("verify")', after=""),
+        TF_ENABLE_ONEDNN_OPTS=plain["variable"] or "1",
+        FACELIB_ONEDNN_CHOICE=plain["variable"] or "1",
+    )
+    assert inherited["by"] == "facelib" and inherited["role"] == "verify"
 
 
 def test_the_cli_names_a_role_for_every_verb_that_loads_tensorflow():
@@ -203,7 +222,9 @@ def test_onednn_on_and_off_give_the_same_embeddings(smoke_model, smoke_crops, tm
     script.write_text(EMBED)
     found = {}
     for value in ("0", "1"):
-        environ = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        environ = {
+            k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "FACELIB_ONEDNN_CHOICE")
+        }
         out = subprocess.run(
             [sys.executable, str(script), str(smoke_model), *map(str, paths)],
             env={**environ, "TF_ENABLE_ONEDNN_OPTS": value, "TF_CPP_MIN_LOG_LEVEL": "3"},

@@ -283,7 +283,7 @@ def test_impossible_settings_are_refused(settings, message):
 def test_settings_that_fit_together_are_accepted():
     cfg = TrainConfig.preset("smoke", settings={"optimizer": "adamw", "weight_decay": 5e-4, "epochs": 1})
     assert (cfg.optimizer, cfg.weight_decay, cfg.epochs) == ("adamw", 5e-4, 1)
-    assert TrainConfig.preset("gpu").precision == "float16"
+    assert TrainConfig.preset("gpu").precision == "auto"  # float16 on a GPU
     assert (
         TrainConfig.preset("gpu", settings={"mixed_precision": False, "bfloat16": True}).precision
         == "bfloat16"
