@@ -102,6 +102,7 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", "--pairs", str(args.pairs)]
             command += ["--model", str(args.model)] if args.model else []
             env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            env.pop("FACELIB_ONEDNN_CHOICE", None)  # the setting given here is the one measured
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             figures = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"round {round_ + 1}, TF_ENABLE_ONEDNN_OPTS={onednn}: {figures}", flush=True)

@@ -46,9 +46,9 @@ def time_train_step(input_size: int, precision: str, batch: int = 32, steps: int
             np.random.default_rng(0).uniform(0, 255, (batch, input_size, input_size, 3)).astype("float32")
         )
         data = tf.data.Dataset.from_tensors((images, np.zeros((batch, 128), "float32"))).repeat()
-        model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)  # build the graph
+        model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False)  # build the graph
         start = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
         return steps * batch / (time.perf_counter() - start)
     finally:
         keras.mixed_precision.set_global_policy(before)

@@ -77,7 +77,7 @@ def onednn_wanted(role: str, cpu: Cpu) -> bool | None:
     measured on this kind of CPU, TensorFlow decides).
 
     On both x86 CPUs measured (AVX2 only; AVX-512 with bfloat16 and AMX), training ran
-    3-5x faster with them, and bfloat16 runs only with them; embedding ran faster
+    1.7-3.1x faster with them, and bfloat16 runs only with them; embedding ran faster
     without them, a picture or two at a time (verify, the dashboard: 1.5x on the AVX2
     CPU) and in batches (evaluate). TensorFlow's own default differs by CPU: on with
     AVX-512 VNNI or bfloat16, off otherwise. Figures: docs/benchmarks.md."""
@@ -157,7 +157,7 @@ def configure_math(role: str, cpu: Cpu | None = None, *, explicit: bool = True) 
     the later role wins; a preference (explicit=False, e.g. FaceVerifier's) replaces only
     facelib's default, never a role named on purpose. Returns what the process runs with."""
     global _state
-    if not explicit and _state is not None and _state.explicit:
+    if not explicit and _state is not None and (_state.explicit or "tensorflow" in sys.modules):
         return _state
     if _user_value is not None:
         _state = MathState(None, _as_bool(_user_value), "user")
@@ -191,7 +191,7 @@ def onednn_state() -> str:
 
 def configure_default() -> MathState:
     """facelib/__init__.py's choice: the role FACELIB_ROLE names, else training's as a
-    default (oneDNN off would make training 2.5-5x slower, on makes embedding about
+    default (oneDNN off made training 1.7-3.1x slower, on made embedding about
     1.3-1.6x slower), which FaceVerifier replaces with verify's if it loads TensorFlow first."""
     role = os.environ.get("FACELIB_ROLE")
     if role and role not in ROLES:

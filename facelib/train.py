@@ -127,6 +127,15 @@ class WorkerBackup(keras.callbacks.Callback):
 KERAS_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+def gpu_present() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def auto_precision() -> str:
+    """What precision auto picks on this machine."""
+    return resolve_precision("auto", machine.read_cpu(), gpu_present())[0]
+
+
 def make_optimizer(cfg: TrainConfig, schedule) -> keras.optimizers.Optimizer:
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
@@ -554,7 +563,7 @@ def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:
         saved = _saved_config(folder)
         if saved is None:  # config.json lost: the card holds the same settings
             saved = read_card(folder).get("config")
-        differences = config_differences(saved, cfg) if saved is not None else []
+        differences = config_differences(saved, cfg, auto_precision()) if saved is not None else []
         if differences:
             raise ConfigError(
                 f"{run_name} already finished with other settings ({', '.join(differences)}); "
@@ -640,7 +649,7 @@ def _train(
         )
     if done and saved is None:
         raise ConfigError(f"{folder} has a backup but no config.json; start a new run with another --name")
-    differences = config_differences(saved, cfg) if done else []
+    differences = config_differences(saved, cfg, auto_precision()) if done else []
     if differences:
         raise ConfigError(
             f"--resume needs the settings {run_name} started with; they differ ({', '.join(differences)}): "
@@ -652,7 +661,7 @@ def _train(
         raise FacelibError(_missing_crops_message(crops_root))
     # Refused before anything is written: a precision this CPU only emulates.
     cpu = machine.read_cpu()
-    precision, why = resolve_precision(cfg.precision, cpu, bool(tf.config.list_physical_devices("GPU")))
+    precision, why = resolve_precision(cfg.precision, cpu, gpu_present())
     # A plan is kept only with the epochs it planned: a fresh start times the machine anew.
     if done:
         plan = read_plan(folder)
@@ -660,6 +669,10 @@ def _train(
             raise ConfigError(f"{folder} holds a backup of a budget run but not its {PLAN}")
         if plan is None:  # a fixed-steps run, or one made before budgets: its own steps
             plan = Plan(saved.get("epochs", cfg.epochs), saved.get("steps_per_epoch", cfg.steps_per_epoch))
+            if cfg.minutes is not None:  # made before budgets; stored, so a later resume keeps it too
+                print(f"{run_name} was started with fixed steps: it keeps them, without a budget")
+                if chief:
+                    write_json_atomic(folder / PLAN, asdict(plan))
     else:
         plan = None if cfg.minutes is not None else Plan(cfg.epochs, cfg.steps_per_epoch)
     if chief:
@@ -737,7 +750,7 @@ def _train(
             schedule.set_total(plan.total_steps)
         if chief:
             write_json_atomic(folder / PLAN, asdict(plan))
-    elif cfg.minutes is not None:
+    elif plan.budget_minutes is not None:
         print(f"{run_name}: keeping the plan it started with ({PLAN})")
     print(plan.describe(cfg.batch_images), flush=True)
     data = stream(start_epoch * plan.steps_per_epoch)

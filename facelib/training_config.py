@@ -173,17 +173,17 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
     return kinds
 
 
-def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None = None) -> list[str]:
     """The settings in which a run's saved config.json differs from `cfg`, as
     "epochs 8 → 20"; a setting the saved file lacks (written before it existed)
-    counts as its default. Two are not differences: precision auto against the one a
-    run used (auto picks per machine; weights are float32 either way), and a budget
+    counts as its default. Two are not differences: precision auto against the one the
+    run was made in when auto picks that same one here (`auto_precision`), and a budget
     against a run made before budgets existed (it keeps its fixed steps)."""
     requested = json.loads(json.dumps(asdict(cfg)))
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     before_budgets = "minutes" not in saved
     saved = {**defaults, **upgrade_settings(saved)}
-    if requested["precision"] == "auto":
+    if requested["precision"] == "auto" and saved["precision"] == auto_precision:
         saved["precision"] = "auto"
     if before_budgets:
         saved["minutes"] = requested["minutes"]

@@ -81,9 +81,11 @@ class FaceVerifier:
         calibration: str | None = None,
     ):
         from facelib import machine
-        from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
 
-        machine.configure_math("verify", explicit=False)  # unless a role was named: loads TensorFlow next
+        # Before facelib.model, which imports Keras and so TensorFlow: verify's math,
+        # unless a role was named on purpose.
+        machine.configure_math("verify", explicit=False)
+        from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
 
         self.folder = resolve_model_folder(model) if model else newest_model_folder()
         self.model, self.card = load_model_folder(self.folder)

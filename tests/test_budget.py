@@ -67,6 +67,7 @@ def _expected_rate(cfg: TrainConfig, total: int, step: int) -> float:
 
 
 def test_a_budget_run_stops_on_its_plan_and_resumes_it(smoke_crops, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "gpu_present", lambda: False)  # the CPU's precision
     cfg = TrainConfig.preset("smoke", settings={"minutes": 0.05, "warmup_steps": 4})
     run = "budget-smoke"
     rates = LearningRates(stop_after_epoch=1)
@@ -126,6 +127,7 @@ def test_a_precision_the_cpu_only_emulates_is_refused_before_anything_is_written
     real_read_cpu = machine.read_cpu
     monkeypatch.setattr(machine, "read_cpu", lambda path=cpuinfo: real_read_cpu(path))
     monkeypatch.delenv(train_module.ALLOW_EMULATED_BFLOAT16, raising=False)
+    monkeypatch.setattr(train_module, "gpu_present", lambda: False)
     with pytest.raises(ConfigError, match="no bfloat16 in hardware"):
         train(TrainConfig.preset("smoke", settings={"bfloat16": True}), "emulated-bf16", verbose=0)
     assert not (config.models_dir() / "emulated-bf16").exists()
@@ -141,6 +143,7 @@ def test_auto_precision_on_a_cpu_without_bfloat16_trains_in_float32(smoke_crops,
     cpuinfo.write_text("model name\t: AMD EPYC 7B12\nflags\t\t: avx avx2 fma\n")
     real_read_cpu = machine.read_cpu
     monkeypatch.setattr(machine, "read_cpu", lambda path=cpuinfo: real_read_cpu(path))
+    monkeypatch.setattr(train_module, "gpu_present", lambda: False)
     folder = train(
         TrainConfig.preset("smoke", settings={"precision": "auto", "epochs": 1}), "auto-avx2", verbose=0
     )
@@ -162,9 +165,15 @@ def test_a_run_made_before_budgets_is_taken_as_it_was(tmp_path):
         if k not in ("precision", "minutes")
     }
     older.update(bfloat16=True, mixed_precision=False)
-    assert config_differences(older, TrainConfig.preset("cpu")) == []
-    assert config_differences(older, TrainConfig.preset("cpu", epochs=12)) == ["epochs 9 → 12"]
-    assert config_differences({**older, "minutes": None}, TrainConfig.preset("cpu")) == ["minutes none → 40"]
+    assert config_differences(older, TrainConfig.preset("cpu"), auto_precision="bfloat16") == []
+    # where auto would pick another precision, the older run's is a difference
+    assert config_differences(older, TrainConfig.preset("cpu"), auto_precision="float32") == [
+        "precision bfloat16 → auto"
+    ]
+    assert config_differences(older, TrainConfig.preset("cpu", epochs=12), "bfloat16") == ["epochs 9 → 12"]
+    assert config_differences({**older, "minutes": None}, TrainConfig.preset("cpu"), "bfloat16") == [
+        "minutes none → 40"
+    ]
 
 
 def test_the_cli_takes_steps_as_a_fixed_length_and_refuses_both(monkeypatch):

@@ -90,7 +90,7 @@ def test_presets_state_a_preference_and_older_switches_still_read():
 
 def test_onednn_is_chosen_per_kind_of_work(tmp_path):
     avx2, bf16 = fake_cpu(tmp_path, EPYC_AVX2), fake_cpu(tmp_path, EPYC_BF16)
-    # Measured on both: training 3-5x faster with it, embedding faster without (docs/benchmarks.md).
+    # Measured on both: training 1.7-3.1x faster with it, embedding faster without (docs/benchmarks.md).
     for cpu in (avx2, bf16):
         assert machine.onednn_wanted("train", cpu) is True
         assert (
@@ -242,3 +242,20 @@ def test_onednn_on_and_off_give_the_same_embeddings(smoke_model, smoke_crops, tm
 
 def smoke_model_dim(folder) -> int:
     return json.loads((folder / "card.json").read_text())["config"]["embedding_dim"]
+
+
+def test_a_verifier_that_loads_tensorflow_first_runs_verify_math(smoke_model):
+    """`FaceVerifier(...)` from a plain script: the default (training's) gives way to
+    verify's before the model loads; a role named on purpose does not."""
+    code = (
+        "import json, os\n"
+        "from facelib import machine\n"
+        "from facelib.verification import FaceVerifier\n"
+        f"FaceVerifier({str(smoke_model)!r})\n"
+        "state = machine.math_state()\n"
+        "print(json.dumps({'role': state.role, 'variable': os.environ.get('TF_ENABLE_ONEDNN_OPTS'),\n"
+        "    'wanted': machine.onednn_wanted('verify', machine.read_cpu())}))\n"
+    )
+    plain = _in_fresh_process(code)
+    assert plain["role"] == "verify" and plain["variable"] == VARIABLE[plain["wanted"]]
+    assert _in_fresh_process(code, FACELIB_ROLE="train")["role"] == "train"
