@@ -31,14 +31,31 @@ from common import machine, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def median_ms(embed, images, warmup: int = 5, calls: int = 40) -> float:
+    """The median time of `embed(images)` after a warm-up, in ms."""
+    import time
+
+    import numpy as np
+
+    for _ in range(warmup):
+        embed(images).numpy()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        embed(images).numpy()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
 def measure(sizes: list[int], bfloat16: bool, steps: int) -> dict:
     """Runs in the child process: every figure for one oneDNN setting."""
     import time
 
-    import numpy as np
-    import tensorflow as tf
+    from facelib import machine as facelib_machine  # first: it sets oneDNN before TensorFlow loads
 
-    from facelib import machine as facelib_machine
+    import numpy as np  # isort: skip
+    import tensorflow as tf  # isort: skip
+
     from facelib.doctor import time_train_step
     from facelib.model import build_embedding_model
 
@@ -51,23 +68,9 @@ def measure(sizes: list[int], bfloat16: bool, steps: int) -> dict:
         embed = tf.function(lambda x, m=model: m(x, training=False))
         pair = tf.constant(rng.uniform(0, 255, (2, size, size, 3)).astype("float32"))
         batch = tf.constant(rng.uniform(0, 255, (64, size, size, 3)).astype("float32"))
-        for _ in range(5):
-            embed(pair).numpy()
-        times = []
-        for _ in range(40):
-            start = time.perf_counter()
-            embed(pair).numpy()
-            times.append(time.perf_counter() - start)
-        results[f"pair {size}"] = 1000 * float(np.median(times))
+        results[f"pair {size}"] = median_ms(embed, pair)
         xla = tf.function(lambda x, m=model: m(x, training=False), jit_compile=True)
-        for _ in range(5):
-            xla(pair).numpy()
-        times = []
-        for _ in range(40):
-            start = time.perf_counter()
-            xla(pair).numpy()
-            times.append(time.perf_counter() - start)
-        results[f"pair {size} XLA"] = 1000 * float(np.median(times))
+        results[f"pair {size} XLA"] = median_ms(xla, pair)
         embed(batch).numpy()
         start = time.perf_counter()
         for _ in range(3):
