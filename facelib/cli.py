@@ -7,6 +7,7 @@
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
+    facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...]
     facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
@@ -131,10 +132,41 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def evaluate_robustness(args: argparse.Namespace) -> None:
+    """The robustness suite on validation pairs: no test pair is scored."""
+    from facelib.robustness import REPORT, robustness_report
+
+    others = [
+        flag
+        for flag, given in [
+            ("--tta", args.tta),
+            ("--view2/--no-view2", args.view2 is not None),
+            ("--if-needed", args.if_needed),
+            ("--recalibrate", args.recalibrate),
+            ("--images", args.images),
+            ("--pairs", args.pairs),
+            ("--calibration", args.calibration),
+        ]
+        if given
+    ]
+    if others:
+        raise FacelibError(f"{', '.join(others)}: not with --robustness (it scores validation pairs only)")
+    names = [n.strip() for n in args.degradations.split(",") if n.strip()] if args.degradations else None
+    report = robustness_report(args.model, degradations=names)
+    print(report.table())
+    if names is None:
+        print(f"  saved in {Path(report.model) / 'eval' / REPORT} ({report.seconds:.0f} s)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
     from facelib.model import newest_model_folder, read_card, resolve_model_folder
 
+    if args.robustness:
+        evaluate_robustness(args)
+        return
+    if args.degradations:
+        raise FacelibError("--degradations goes with --robustness")
     if args.images:
         lfw_only = [
             flag
@@ -632,6 +664,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--model", help=MODEL_HELP)
     ev.add_argument("--tta", action="store_true", help="also report test-time augmentation (mirror image)")
+    ev.add_argument(
+        "--robustness",
+        action="store_true",
+        help="instead of LFW's test pairs: the validation pairs with one picture degraded (lighting, "
+        "scale, blur, jpeg, rotation, turn, tight, loose, offset), a row each",
+    )
+    ev.add_argument(
+        "--degradations",
+        metavar="NAMES",
+        help="with --robustness: only these rows, comma-separated (the report is then not saved)",
+    )
     ev.add_argument(
         "--view2",
         action=argparse.BooleanOptionalAction,

@@ -59,6 +59,10 @@ class CropSettings:
     # Still no face: the central square of this fraction of the shorter side, which is
     # where LFW (and most portraits) put the face.
     fallback_fraction: float = 0.5
+    # No face found: search again on a copy whose contrast is equalised locally (CLAHE),
+    # which brings a face in shadow back within the detector's reach. Only a retry, so
+    # a picture found before is cropped as before.
+    equalize_retry: bool = False
 
     def __post_init__(self) -> None:
         if self.no_face not in config.NO_FACE_POLICIES:
@@ -235,6 +239,14 @@ def _moved(face: Face, offset: float, scale: float) -> Face:
     return Face(box, face.score, landmarks)
 
 
+def equalized(rgb: np.ndarray) -> np.ndarray:
+    """The picture in grey with its contrast equalised in 8 × 8 tiles (CLAHE, clip 3):
+    dark and bright parts alike get the full range."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
+    return cv2.cvtColor(clahe.apply(grey), cv2.COLOR_GRAY2RGB)
+
+
 def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) -> tuple[list[Face], bool]:
     """The faces of a picture in its own pixels, and whether they were found only on
     the padded copy."""
@@ -244,6 +256,8 @@ def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) ->
         size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
         searched = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     faces = detector.detect(searched)
+    if not faces and settings.equalize_retry:
+        faces = detector.detect(equalized(searched))
     if faces or settings.pad_retry <= 0:
         return [_moved(f, 0, scale) for f in faces], False
     # A face that fills the frame has no surroundings for the detector's windows to

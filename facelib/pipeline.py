@@ -162,13 +162,16 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     """Random crop of 80–100% of the stored crop, flip, brightness and contrast jitter.
     "strong" (for about 6k training pictures, which a ResNet50 soon memorises): crops of
     60–100%, wider brightness/contrast, saturation jitter, and a fifth of the pictures
-    in grey and a fifth blurred, so colour and sharpness say less about who it is."""
-    if strength == "basic":
-        seeds = tf.random.experimental.stateless_split(seed, 5)
-        lowest, light, contrast = 0.8, 20.0, (0.85, 1.15)
-    else:
+    in grey and a fifth blurred, so colour and sharpness say less about who it is.
+    "lighting": basic, then light as a home webcam sees it (`relight`).
+    "robust": lighting, then the picture as a webcam or phone takes it (`degrade`):
+    a turned or tilted face, small, blurred, compressed."""
+    if strength == "strong":
         seeds = tf.random.experimental.stateless_split(seed, 9)
         lowest, light, contrast = 0.6, 32.0, (0.7, 1.3)
+    else:  # the first 5 of these seeds are basic's own: lighting and robust only add
+        seeds = tf.random.experimental.stateless_split(seed, 5 if strength == "basic" else 9)
+        lowest, light, contrast = 0.8, 20.0, (0.85, 1.15)
     side = tf.cast(tf.shape(image)[0], tf.float32)
     crop = tf.cast(side * tf.random.stateless_uniform([], seeds[0], lowest, 1.0), tf.int32)
     image = tf.image.stateless_random_crop(image, [crop, crop, 3], seeds[1])
@@ -176,13 +179,114 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
     image = tf.image.stateless_random_brightness(image, light, seeds[3])
     image = tf.image.stateless_random_contrast(image, *contrast, seeds[4])
-    if strength != "basic":
+    if strength == "strong":
         image = tf.clip_by_value(image, 0.0, 255.0)
         image = tf.image.stateless_random_saturation(image, 0.7, 1.3, seeds[5])
         grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
         image = tf.where(tf.random.stateless_uniform([], seeds[6]) < 0.2, grey, image)
         image = tf.where(tf.random.stateless_uniform([], seeds[7]) < 0.2, _blur(image), image)
+    if strength in ("lighting", "robust"):
+        image = relight(tf.clip_by_value(image, 0.0, 255.0), seeds[5])
+    if strength == "robust":
+        image = degrade(image, seeds[6])
     return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _coin(seed, probability: float):
+    return tf.random.stateless_uniform([], seed) < probability
+
+
+def relight(image, seed):
+    """Light unlike LFW's even press-photo light, each part on half the pictures:
+    shading from one side (a gain falling linearly across the face in a random
+    direction, down to 0.25 of the lit side), a gamma curve (0.5–2: dark or washed
+    out), a colour cast (a gain of 0.75–1.25 per channel), and a fifth in grey."""
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    size = tf.shape(image)[0]
+    axis = tf.linspace(-1.0, 1.0, size)
+    angle = tf.random.stateless_uniform([], seeds[0], 0.0, 2 * np.pi)
+    along = tf.cos(angle) * axis[None, :] + tf.sin(angle) * axis[:, None]  # −1.4 … 1.4
+    depth = tf.random.stateless_uniform([], seeds[1], 0.3, 0.75)
+    shade = 1.0 - depth * tf.clip_by_value((along + 1.0) / 2.0, 0.0, 1.0)
+    image = tf.where(_coin(seeds[2], 0.5), image * shade[:, :, None], image)
+    gamma = tf.exp(tf.random.stateless_uniform([], seeds[3], -0.7, 0.7))
+    image = tf.where(_coin(seeds[4], 0.5), 255.0 * tf.pow(image / 255.0 + 1e-6, gamma), image)
+    gains = tf.random.stateless_uniform([3], seeds[5], 0.75, 1.25)
+    image = tf.where(_coin(seeds[6], 0.5), image * gains, image)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+    return tf.where(_coin(seeds[7], 0.2), grey, image)
+
+
+def degrade(image, seed):
+    """The picture as a webcam or phone takes it, each part on a third of the pictures
+    (a quarter for the perspective): rotated in the plane (±20°), turned a little (a
+    perspective warp), made small (down to a quarter of its side and back up),
+    blurred (σ up to 1.5 px) and JPEG-compressed (quality 20–80)."""
+    seeds = tf.random.experimental.stateless_split(seed, 10)
+    size = tf.shape(image)[0]
+    side = tf.cast(size, tf.float32)
+    angle = tf.random.stateless_uniform([], seeds[0], -20.0, 20.0) * (np.pi / 180)
+    turn = tf.random.stateless_uniform([], seeds[1], -0.25, 0.25) / side  # edges ±12% in scale
+    use_rotation = tf.cast(_coin(seeds[2], 1 / 3), tf.float32)
+    use_turn = tf.cast(_coin(seeds[3], 0.25), tf.float32)
+    image = warp(image, angle * use_rotation, turn * use_turn)
+    factor = tf.random.stateless_uniform([], seeds[4], 0.25, 0.7)
+    small = tf.maximum(8, tf.cast(side * factor, tf.int32))
+    shrunk = tf.image.resize(tf.image.resize(image, (small, small), antialias=True), (size, size))
+    image = tf.where(_coin(seeds[5], 1 / 3), shrunk, image)
+    sigma = tf.random.stateless_uniform([], seeds[6], 0.5, 1.5)
+    image = tf.where(_coin(seeds[7], 1 / 3), gaussian_blur(image, sigma), image)
+    compressed = tf.image.stateless_random_jpeg_quality(
+        tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8), 20, 80, seeds[8]
+    )
+    return tf.where(_coin(seeds[9], 1 / 3), tf.cast(compressed, tf.float32), image)
+
+
+def warp(image, angle, turn):
+    """`image` rotated by `angle` radians about its centre and seen from the side: the
+    perspective term `turn` (per pixel from the centre) makes one side larger and the
+    other smaller, roughly as a head turned a little does."""
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    c = (size - 1.0) / 2.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    # ImageProjectiveTransform maps each output pixel (x, y) to the input pixel
+    # ((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k), k = c0 x + c1 y + 1. Here, with
+    # u = x − c and v = y − c: input = c + (cos u − sin v, sin u + cos v) / (1 + turn u).
+    d = 1.0 - turn * c
+    transform = tf.stack(
+        [
+            cos + c * turn,
+            -sin,
+            c - cos * c + sin * c - c * c * turn,
+            sin + c * turn,
+            cos,
+            c - sin * c - cos * c - c * c * turn,
+            turn,
+            0.0,
+        ]
+    ) / tf.stack([d, d, d, d, d, d, d, 1.0])
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+    return out[0]
+
+
+def gaussian_blur(image, sigma):
+    """A Gaussian blur of one H×W×3 image (a 7-tap separable kernel)."""
+    taps = tf.range(-3.0, 4.0)
+    kernel = tf.exp(-(taps**2) / (2.0 * sigma**2))
+    kernel = kernel / tf.reduce_sum(kernel)
+    rows = tf.tile(tf.reshape(kernel, [7, 1, 1, 1]), [1, 1, 3, 1])
+    cols = tf.tile(tf.reshape(kernel, [1, 7, 1, 1]), [1, 1, 3, 1])
+    padded = tf.pad(image[None], [[0, 0], [3, 3], [3, 3], [0, 0]], mode="SYMMETRIC")
+    out = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(out, cols, [1, 1, 1, 1], "VALID")[0]
 
 
 def _blur(image):
@@ -254,6 +358,17 @@ def embed_files(
     `mirrored`): the one way training, evaluation and benchmarks embed stored crops."""
     data = eval_dataset(paths, input_size, batch)
     return model.predict(data.map(tf.image.flip_left_right) if mirrored else data, verbose=0)
+
+
+def embed_arrays(model, images: np.ndarray, input_size: int, batch: int = 64) -> np.ndarray:
+    """Embeddings of crops held in memory (N × S × S × 3, 0–255), through the same
+    `eval_transform` as stored crops."""
+    data = (
+        tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32))
+        .map(lambda image: eval_transform(image, input_size))
+        .batch(batch)
+    )
+    return model.predict(data, verbose=0)
 
 
 def validation_pairs(faces: FaceSet, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -239,3 +239,49 @@ def dir_fpir(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def degradation_examples(path: Path, names: list[str] | None = None) -> Figure:
+    """One picture under each degradation of the robustness suite."""
+    from facelib.robustness import DEGRADATIONS, degrade
+
+    names = names or list(DEGRADATIONS)
+    rgb = load_image(path)
+    fig, axes = plt.subplots(1, len(names), figsize=(1.6 * len(names), 2.0), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.imshow(degrade(rgb, name, 0, 0))
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def robustness(reports: dict) -> Figure:
+    """Validation AUC per degradation, one bar per model ({label: RobustnessReport}),
+    with the share of pictures the crop policy found a face in under each bar."""
+    labels = list(reports)
+    names = [r.degradation for r in reports[labels[0]].rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) * max(1, len(labels))), 3.8))
+    width = 0.8 / len(labels)
+    x = np.arange(len(names))
+    for i, label in enumerate(labels):
+        rows = {r.degradation: r for r in reports[label].rows}
+        aucs = [rows[n].auc if n in rows else np.nan for n in names]
+        bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, aucs, width, label=label)
+        for bar, n in zip(bars, names, strict=True):
+            if n in rows and rows[n].faces_found < 0.995:
+                ax.annotate(
+                    f"{100 * rows[n].faces_found:.0f}%\nfound",
+                    (bar.get_x() + bar.get_width() / 2, 0.5),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(x, names, rotation=30)
+    ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("validation AUC")
+    ax.set_title("One picture of each validation pair degraded (dotted: chance)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

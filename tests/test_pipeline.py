@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from facelib.pipeline import FaceSet, augment, eval_transform, training_dataset
+from facelib.pipeline import FaceSet, augment, eval_transform, relight, training_dataset, warp
 
 SIZE = 24  # model input side in these tests
 
@@ -70,6 +70,42 @@ def test_strong_augmentation_stays_in_range_is_seeded_and_makes_grey_pictures():
     # a fifth of the pictures, drawn per picture: 40 draws hold some grey, not all
     assert 2 <= sum(grey) <= 20
     assert not any(np.allclose(_augment(image, (s, 0)), outputs[s]) for s in range(5))  # not the basic one
+
+
+@pytest.mark.parametrize("strength", ["lighting", "robust"])
+def test_lighting_and_robust_augmentations_stay_in_range_are_seeded_and_vary(strength):
+    image = _noise(40, 3)
+    outputs = [_augment(image, (seed, 0), strength) for seed in range(30)]
+    for out in outputs:
+        assert out.shape == (SIZE, SIZE, 3) and out.min() >= 0.0 and out.max() <= 255.0
+    assert np.array_equal(outputs[4], _augment(image, (4, 0), strength))
+    basic = [_augment(image, (seed, 0)) for seed in range(30)]
+    # Each part is drawn per picture: most pictures differ from the basic one, not all.
+    changed = sum(not np.allclose(b, o, atol=1e-3) for b, o in zip(basic, outputs, strict=True))
+    assert 15 <= changed < 30
+
+
+def test_relight_shades_one_side_and_makes_some_pictures_grey():
+    flat = tf.ones((32, 32, 3)) * tf.constant([200.0, 120.0, 60.0])  # one colour, no gradient
+    shaded = grey = 0
+    for seed in range(40):
+        out = relight(flat, tf.constant([seed, 1], tf.int64)).numpy()
+        spread = out.mean(axis=2)
+        shaded += spread.max() - spread.min() > 30  # a gradient across the picture
+        grey += np.allclose(out[..., 0], out[..., 1]) and np.allclose(out[..., 1], out[..., 2])
+    assert 10 <= shaded <= 30 and 2 <= grey <= 16
+
+
+def test_warp_without_angle_or_turn_keeps_the_picture_and_a_right_angle_rotates_it():
+    image = tf.constant(_noise(16, 4))
+    assert np.allclose(warp(image, 0.0, 0.0).numpy(), image.numpy(), atol=1e-3)
+    quarter = warp(image, np.pi / 2, 0.0).numpy()
+    assert np.allclose(quarter, np.rot90(image.numpy(), 1), atol=1e-2) or np.allclose(
+        quarter, np.rot90(image.numpy(), -1), atol=1e-2
+    )
+    turned = warp(image, 0.0, 0.02).numpy()
+    assert not np.allclose(turned, image.numpy(), atol=1.0)
+    assert np.allclose(turned[:, 8], image.numpy()[:, 8], atol=30)  # the centre column stays near
 
 
 # ------------------------------------------------------------------ eval transform

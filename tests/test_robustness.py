@@ -1,0 +1,116 @@
+"""The robustness suite: its degradations on small pictures, the CLAHE retry of the
+crop policy, and the report on the smoke model (validation pairs only)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from facelib.cli import main
+from facelib.crop import CropSettings, crop_picture
+from facelib.errors import FacelibError
+from facelib.images import load_image
+from facelib.model import read_card
+from facelib.robustness import (
+    DEGRADATIONS,
+    REPORT,
+    degrade,
+    read_report,
+    robustness_report,
+    side_light,
+    suite_pairs,
+)
+
+
+def _picture(height: int = 90, width: int = 120) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = np.linspace(60, 200, width, dtype=np.float32)[None, :, None]
+    noise = rng.normal(0, 20, (height, width, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", list(DEGRADATIONS))
+def test_each_degradation_is_fixed_by_seed_and_index_and_changes_the_picture(name):
+    rgb = _picture()
+    out = degrade(rgb, name, seed=0, index=3)
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert np.array_equal(out, degrade(rgb, name, seed=0, index=3))
+    if name == "none":
+        assert np.array_equal(out, rgb)
+    else:
+        same_shape = out.shape == rgb.shape
+        assert not same_shape or np.abs(out.astype(int) - rgb).mean() > 1.0, name
+
+
+def test_framing_rows_change_what_the_picture_shows():
+    rgb = _picture(100, 100)
+    assert degrade(rgb, "tight", 0, 0).shape == (55, 55, 3)
+    loose = degrade(rgb, "loose", 0, 0)
+    assert loose.shape == (200, 200, 3)
+    assert np.array_equal(loose[50:150, 50:150], rgb)  # the picture itself, in the middle
+
+
+def test_side_light_puts_one_half_in_shadow():
+    flat = np.full((80, 80, 3), 180, np.uint8)
+    lit = side_light(flat, np.random.default_rng(1)).astype(float)
+    halves = sorted([lit[:, :30].mean(), lit[:, 50:].mean()])
+    assert halves[0] < 0.3 * halves[1]
+
+
+def test_unknown_degradation_is_a_clear_error():
+    with pytest.raises(FacelibError, match="unknown degradation 'fog'"):
+        degrade(_picture(), "fog", 0, 0)
+
+
+def test_the_clahe_retry_finds_faces_in_shadow_that_plain_detection_missed(lfw_root):
+    plain, retry = CropSettings(), CropSettings(equalize_retry=True)
+    detector = plain.make_detector()
+    pictures = sorted(lfw_root.glob("*/*_0001.jpg"))[:60]
+    missed = gained = 0
+    for index, path in enumerate(pictures):
+        dark = degrade(load_image(path), "lighting", 0, index)
+        found_plain = crop_picture(dark, detector, plain)[1].face is not None
+        crop, info = crop_picture(dark, detector, retry)
+        if found_plain:  # only a retry: what plain detection found is cropped as before
+            assert np.array_equal(crop, crop_picture(dark, detector, plain)[0])
+        else:
+            missed += 1
+            gained += info.face is not None
+    assert missed > 0 and gained > 0
+
+
+def test_report_on_the_smoke_model_scores_its_validation_pairs(smoke_model):
+    card = read_card(smoke_model)
+    pairs = suite_pairs(card)
+    assert len(pairs.same) == 2 * card["config"]["validation_pairs"]
+    validation = set(card["validation_identities"])
+    # Validation people only: never a training or test person.
+    for path in pairs.left_crops + pairs.right_pictures:
+        assert path.split("/")[-2] in validation
+    report = robustness_report(smoke_model, progress=False)
+    assert [r.degradation for r in report.rows] == list(DEGRADATIONS)
+    for row in report.rows:
+        assert 0.0 <= row.auc <= 1.0 and 0.0 <= row.faces_found <= 1.0
+        assert row.accuracy_at_best_threshold >= row.accuracy_at_card_threshold - 1e-9
+    # The same pairs, cropped again with nothing changed: close to the AUC training measured.
+    assert abs(report.row("none").auc - card["history"]["final_val_auc"]) < 0.1
+    saved = read_report(smoke_model)
+    assert saved is not None and saved.rows == report.rows
+    assert json.loads((smoke_model / "eval" / REPORT).read_text())["degraded_auc"] == report.degraded_auc
+
+
+def test_cli_robustness_prints_the_chosen_rows(smoke_model, capsys):
+    assert (
+        main(["evaluate", "--robustness", "--model", str(smoke_model), "--degradations", "lighting,blur"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "lighting" in out and "blur" in out and "rotation" not in out
+    assert "mean AUC over the degradations" in out
+
+
+def test_cli_robustness_refuses_test_pair_options(smoke_model_copy, capsys):
+    assert main(["evaluate", "--robustness", "--tta", "--model", smoke_model_copy]) != 0
+    assert "--tta: not with --robustness" in capsys.readouterr().err
+    assert main(["evaluate", "--degradations", "blur", "--model", smoke_model_copy]) != 0
+    assert "--degradations goes with --robustness" in capsys.readouterr().err
