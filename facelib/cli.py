@@ -319,7 +319,15 @@ def cmd_verify(args: argparse.Namespace) -> None:
             if face.faces_found > 1
             else ""
         )
-        print(f"  {path}: {where}{extra}")
+        conditions = (
+            f"; outside the threshold's conditions: {', '.join(face.conditions)}" if face.conditions else ""
+        )
+        print(f"  {path}: {where}{extra}{conditions}")
+    if result.caveats:
+        print(
+            "  the threshold was measured on evenly lit, frontal faces of LFW: a verdict on a picture "
+            "outside those conditions is less reliable (facelib evaluate --robustness measures how much)"
+        )
     print(f"  model {result.model}, detector {result.detector}, {result.timings_ms['total']:.0f} ms")
     print(f"  threshold {result.threshold:.4f}: {result.threshold_source}")
 

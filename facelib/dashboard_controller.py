@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +60,7 @@ class AnalysedPicture:
     embedding: np.ndarray
     faces_found: int
     whole_image: bool
+    conditions: list[str] = field(default_factory=list)  # facelib.quality, in words
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,11 @@ class DashboardController:
         picture = self.analyse(data, source)
         several = picture.faces_found > 1
         note = f" ({picture.faces_found} faces found: using the largest, most central one)" if several else ""
+        if picture.conditions:
+            note += (
+                f"; outside the conditions the threshold was measured in ({', '.join(picture.conditions)}): "
+                "the verdict is less reliable, try even light facing the camera"
+            )
         if target == "enroll":
             name = enroll_name.strip()
             entry = self.gallery.enroll(name, picture.embedding, picture.crop_rgb)
@@ -335,7 +341,13 @@ class DashboardController:
             line = max(2, rgb.shape[1] // 200)
             cv2.rectangle(picture, (x, y), (x + width, y + height), (0, 220, 0), line)
         return AnalysedPicture(
-            _jpeg(picture, 480), _jpeg(crop), crop, embedding, found.faces_found, found.whole_image
+            _jpeg(picture, 480),
+            _jpeg(crop),
+            crop,
+            embedding,
+            found.faces_found,
+            found.whole_image,
+            found.conditions,
         )
 
     def compare(self, start: float) -> Verdict | None:

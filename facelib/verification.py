@@ -33,6 +33,7 @@ from facelib.crop import CropSettings, crop_picture
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError, NoFaceError
 from facelib.images import DEFAULT_MAX_PIXELS, load_image
+from facelib.quality import face_conditions
 
 
 @dataclass
@@ -45,6 +46,9 @@ class FaceFound:
     faces_found: int
     whole_image: bool = False
     image_size: tuple[int, int] = (0, 0)  # width, height
+    # Where the face is outside the conditions the threshold was measured in ("dark",
+    # "lit from one side", "small face (32 px)", "turned"): facelib.quality.
+    conditions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,8 +62,17 @@ class VerifyResult:
     threshold_source: str
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def caveats(self) -> list[str]:
+        """Each picture outside the threshold's conditions, e.g. "image 2: dark, turned"."""
+        return [
+            f"image {i}: {', '.join(face.conditions)}"
+            for i, face in enumerate(self.faces, 1)
+            if face.conditions
+        ]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "caveats": self.caveats}
 
 
 class FaceVerifier:
@@ -179,13 +192,15 @@ class FaceVerifier:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
         crop, info = crop_picture(rgb, self.detector, self.crop_settings)
+        conditions = face_conditions(crop, info.face).warnings()
         if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(
                     f"{label}: no face found (try a frontal, well-lit picture, or allow the picture's centre: no_face='whole')"
                 )
-            return crop, FaceFound(None, 0, True, (width, height))
-        return crop, FaceFound(tuple(int(v) for v in info.face.box), info.faces_found, False, (width, height))
+            return crop, FaceFound(None, 0, True, (width, height), conditions)
+        box = tuple(int(v) for v in info.face.box)
+        return crop, FaceFound(box, info.faces_found, False, (width, height), conditions)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Embeddings of stored-size crops (all the same size, as `face_crop` makes them)."""

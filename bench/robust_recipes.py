@@ -1,0 +1,207 @@
+"""Recipes at the full budget, judged by the robustness suite beside validation AUC.
+
+    python bench/robust_recipes.py list                # the recipes and the command of each
+    python bench/robust_recipes.py train NAME [NAME…]  # train models/robust-NAME, then its suite
+    python bench/robust_recipes.py detectors           # faces found per crop policy, per suite row
+    python bench/robust_recipes.py table               # the section of docs/recipes.md
+
+Every recipe is the `cpu` preset plus the settings listed here, for the steps its
+40-minute budget bought on the machine of the study (FULL: 9 × 448 steps of 32
+pictures), fixed, so that rows differ only by what the recipe changes and not by the
+load of the machine. Each row gives validation AUC (held-out training-side people) and
+the robustness suite (`facelib evaluate --robustness`: the same people's pairs, one
+picture degraded); test pairs are scored once, for the finalist, by `facelib evaluate`.
+The `cpu` row is the model `make run` trained for the 40-minute budget (4,032 steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
+BEGIN, END = "<!-- robust_recipes.py table: begin -->", "<!-- robust_recipes.py table: end -->"
+FULL = {"epochs": 9, "steps_per_epoch": 448}
+
+# name → (parent recipe, what changes, settings relative to the parent)
+RECIPES: dict[str, tuple[str | None, str, dict]] = {
+    "cpu": (None, "the `cpu` preset of commit 0ae8726 (Haar crops, basic augmentation)", {}),
+    "lighting": (
+        "cpu",
+        "lighting augmentation: shading from one side, gamma 0.5–2, colour casts, a fifth grey",
+        {"augmentation": "lighting"},
+    ),
+    "yunet-lighting": (
+        "lighting",
+        "YuNet crops (box, eyes levelled on its landmarks) instead of Haar",
+        {"crops": "lfw-deepfunneled-yunet-160"},
+    ),
+    "yunet-robust": (
+        "yunet-lighting",
+        "robust augmentation: lighting + rotation ±20°, a turn, small, blurred, JPEG",
+        {"augmentation": "robust"},
+    ),
+}
+ROWS = ["lighting", "scale", "blur", "jpeg", "rotation", "turn", "tight", "loose", "offset"]
+
+
+def settings(name: str) -> dict:
+    parent, _, own = RECIPES[name]
+    return {**(settings(parent) if parent else {}), **own}
+
+
+def command(name: str) -> list[str]:
+    sets = [f"--set={k}={v}" for k, v in settings(name).items()]
+    return [
+        "facelib",
+        "train",
+        "--preset",
+        "cpu",
+        "--name",
+        f"robust-{name}",
+        "--resume",
+        "--epochs",
+        str(FULL["epochs"]),
+        "--steps",
+        str(FULL["steps_per_epoch"]),
+        *sets,
+    ]
+
+
+def history(folder: Path) -> list[dict]:
+    path = folder / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def row(name: str, folder: Path) -> str:
+    from facelib.robustness import read_report
+
+    parent, change, _ = RECIPES.get(name, (None, "?", {}))
+    epochs = history(folder)
+    if not epochs:
+        return ""
+    auc = [float(r["val_auc"]) for r in epochs if r.get("val_auc")]
+    speed = [float(r["images_per_second"]) for r in epochs if r.get("images_per_second")][1:]
+    report = read_report(folder)
+    if report is not None:
+        rows = {r.degradation: r for r in report.rows}
+        suite = [f"{report.degraded_auc:.3f}"] + [f"{rows[n].auc:.3f}" if n in rows else "" for n in ROWS]
+        found = f"{100 * rows['lighting'].faces_found:.0f}%" if "lighting" in rows else ""
+    else:
+        suite, found = [""] * (len(ROWS) + 1), ""
+    test = ""
+    metrics = folder / "eval" / "metrics.json"
+    if metrics.is_file():
+        v1 = {r["protocol"]: r for r in json.loads(metrics.read_text())["rows"]}.get("view1")
+        if v1:
+            test = f"{100 * v1['accuracy_mean']:.1f} ± {100 * v1['accuracy_std']:.1f}%, AUC {v1['auc']:.3f}"
+    median_speed = sorted(speed)[len(speed) // 2] if speed else float("nan")
+    return (
+        f"| `{name}` | {parent or ''} | {change} | {len(epochs)}{'' if (folder / 'model.keras').is_file() else ' (running)'} | "
+        f"{median_speed:.1f} | {auc[-1]:.3f} | " + " | ".join(suite) + f" | {found} | {test} |"
+    )
+
+
+def table(models: Path) -> str:
+    head = (
+        "| recipe | parent | change | epochs | images/s | val AUC | suite AUC | "
+        + " | ".join(ROWS)
+        + " | faces found, lit | View 1 test (finalists only) |"
+    )
+    lines = [head, "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---"]) + " |"]
+    for name in RECIPES:
+        line = row(name, models / f"robust-{name}")
+        if line:
+            lines.append(line)
+    commands = "\n".join(f"    {' '.join(command(n))}" for n in RECIPES if n != "cpu")
+    return (
+        f"{BEGIN}\n"
+        "Written by `python bench/robust_recipes.py table` from `models/robust-*/` "
+        f"({FULL['epochs']} × {FULL['steps_per_epoch']} steps × 32 pictures each). *val AUC*: the last "
+        "epoch's, on 300 + 300 pairs of held-out training-side people. *suite AUC*: the mean over the "
+        "nine degradations of `facelib evaluate --robustness` (same people; each column one "
+        "degradation); *faces found, lit*: how often the model's crop policy found a face under the "
+        "lighting row. images/s: the median epoch after the first, as loaded as the machine was.\n\n"
+        f"Machine: {machine()}\n\n" + "\n".join(lines) + "\n\nCommands (each row; then "
+        "`facelib evaluate --robustness --model robust-NAME`):\n\n" + commands + f"\n{END}\n"
+    )
+
+
+def detectors() -> str:
+    """Faces found by each crop policy on the suite's pictures (no model needed): the
+    validation people's pictures of the `cpu` row's pairs, per degradation."""
+    import numpy as np
+
+    from facelib import config
+    from facelib.crop import CropSettings
+    from facelib.model import read_card
+    from facelib.robustness import degraded_crops, suite_pairs
+
+    card = read_card(config.models_dir() / "robust-cpu")
+    pictures = suite_pairs(card).right_pictures
+    policies = {
+        "haar": CropSettings(),
+        "haar + CLAHE retry": CropSettings(equalize_retry=True),
+        "yunet": CropSettings(detector="yunet"),
+    }
+    names = ["none", "lighting", "rotation", "turn", "scale", "loose"]
+    lines = ["| crop policy | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for label, policy in policies.items():
+        found = [float(np.mean(degraded_crops(pictures, n, policy)[1])) for n in names]
+        lines.append(f"| {label} | " + " | ".join(f"{100 * f:.1f}%" for f in found) + " |")
+    return (
+        f"Faces found by each crop policy in the {len(pictures)} degraded pictures of the suite "
+        "(`python bench/robust_recipes.py detectors`; where none is found the policy crops the "
+        f"picture's middle).\n\nMachine: {machine()}\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list")
+    tr = verbs.add_parser("train")
+    tr.add_argument("names", nargs="+", choices=list(RECIPES))
+    verbs.add_parser("detectors")
+    tb = verbs.add_parser("table")
+    tb.add_argument("--models", type=Path)
+    args = parser.parse_args()
+
+    if args.verb == "list":
+        for name, (_parent, change, _) in RECIPES.items():
+            print(f"{name:16} {change}\n                 {' '.join(command(name))}")
+    elif args.verb == "train":
+        bin_dir = Path(sys.executable).parent
+        for name in args.names:
+            if name == "cpu":
+                sys.exit("the cpu row is make run's model: link models/robust-cpu to models/make-cpu")
+            for cmd in (command(name), ["facelib", "evaluate", "--robustness", "--model", f"robust-{name}"]):
+                print("$", " ".join(cmd), flush=True)
+                subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], check=True)
+    elif args.verb == "detectors":
+        print(detectors())
+    else:
+        from facelib import config
+
+        text = table(args.models or config.models_dir())
+        old = DOC.read_text()
+        if BEGIN in old:
+            old = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
+        else:
+            old = old.rstrip() + "\n\n## Faces as users take them: the robustness study\n\n" + text
+        DOC.write_text(old)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

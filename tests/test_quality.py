@@ -1,0 +1,66 @@
+"""Picture conditions: when a face is outside the conditions the threshold was
+measured in, verify and the dashboard say so."""
+
+import numpy as np
+import pytest
+
+from facelib.detection import Face
+from facelib.images import load_image
+from facelib.quality import LIMITS, face_conditions
+from facelib.robustness import side_light
+from facelib.verification import FaceVerifier
+
+
+def _crop(value: float = 128.0, side: int = 160) -> np.ndarray:
+    return np.full((side, side, 3), value, np.uint8)
+
+
+def _face(side: int = 110, landmarks=None) -> Face:
+    return Face((20, 20, side, side), 1.0, None if landmarks is None else np.array(landmarks, np.float32))
+
+
+def test_an_even_mid_grey_frontal_face_is_within_the_conditions():
+    level = np.array([[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]])  # nose under the eyes' middle
+    assert face_conditions(_crop(), _face(landmarks=level)).warnings() == []
+
+
+@pytest.mark.parametrize(
+    ("crop", "expected"),
+    [
+        (_crop(LIMITS["darkest_brightness"] - 20), "dark"),
+        (_crop(LIMITS["brightest_brightness"] + 20), "washed out"),
+    ],
+)
+def test_dark_and_washed_out_faces_are_named(crop, expected):
+    assert face_conditions(crop, _face()).warnings() == [expected]
+
+
+def test_a_face_lit_from_one_side_is_named():
+    crop = _crop(180)
+    crop[:, :80] = 40
+    assert "lit from one side" in face_conditions(crop, _face()).warnings()
+
+
+def test_a_small_face_is_named_with_its_size():
+    assert face_conditions(_crop(), _face(side=30)).warnings() == ["small face (30 px)"]
+    assert face_conditions(_crop(), None).warnings() == []  # no face: nothing to measure
+
+
+def test_a_turned_head_is_named_but_a_tilted_one_is_not():
+    turned = [[40, 50], [80, 50], [78, 70], [50, 90], [80, 90]]  # nose near one eye
+    assert face_conditions(_crop(), _face(landmarks=turned)).warnings() == ["turned"]
+    angle = np.radians(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    level = np.array([[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]], float)
+    tilted = (level - 60) @ rotation.T + 60
+    assert face_conditions(_crop(), _face(landmarks=tilted)).warnings() == []
+
+
+def test_verify_names_the_picture_outside_the_conditions(smoke_model, lfw_root):
+    verifier = FaceVerifier(smoke_model)
+    picture = load_image(lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg")
+    clean = verifier.verify(picture, picture)
+    assert clean.caveats == [] and clean.to_dict()["caveats"] == []
+    shaded = side_light(picture, np.random.default_rng(0), darkest=0.05)
+    result = FaceVerifier(smoke_model, no_face="whole").verify(picture, shaded)
+    assert result.faces[1].conditions and result.caveats[0].startswith("image 2: ")
