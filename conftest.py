@@ -56,10 +56,12 @@ def sample_jpeg(lfw_root) -> Path:
 @pytest.fixture(scope="session")
 def smoke_crops(lfw_root) -> Path:
     """Face crops of the first 120 LFW images (the smoke preset's), made once."""
+    from facelib import config
     from facelib.preprocess import CropSettings, output_dir, preprocess_dataset
 
-    preprocess_dataset(lfw_root, CropSettings(), limit=120, progress=False)
-    return output_dir(lfw_root.name, CropSettings())
+    settings = CropSettings(detector=config.preset("smoke").detector)  # the crops the preset trains on
+    preprocess_dataset(lfw_root, settings, limit=120, progress=False)
+    return output_dir(lfw_root.name, settings)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +89,7 @@ def smoke_model_copy(smoke_model) -> str:
     card = json.loads((smoke_model / "card.json").read_text())
     card.pop("threshold", None)
     card["crop_settings"] = {**card["crop_settings"], "size": 96}
-    card["config"] = {**card["config"], "crops": "lfw-deepfunneled-haar-96"}
+    card["config"] = {**card["config"], "crops": card["config"]["crops"].replace("-160", "-96")}
     (folder / "card.json").write_text(json.dumps(card))
     yield name
     shutil.rmtree(folder)

@@ -32,7 +32,12 @@ FULL = {"epochs": 9, "steps_per_epoch": 448}
 
 # name → (parent recipe, what changes, settings relative to the parent)
 RECIPES: dict[str, tuple[str | None, str, dict]] = {
-    "cpu": (None, "the `cpu` preset of commit 0ae8726 (Haar crops, basic augmentation)", {}),
+    # Pinned: the preset's own values change with this study.
+    "cpu": (
+        None,
+        "the `cpu` preset of commit 0ae8726 (Haar crops, basic augmentation)",
+        {"crops": "lfw-deepfunneled-haar-160", "augmentation": "basic"},
+    ),
     "lighting": (
         "cpu",
         "lighting augmentation: shading from one side, gamma 0.5–2, colour casts, a fifth grey",

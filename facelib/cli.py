@@ -60,7 +60,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
             "--out goes with --images: LFW's crops go to data/processed/, where training looks for them"
         )
     settings = CropSettings(
-        detector=args.detector,
+        detector=args.detector or config.preset(args.preset).detector,
         size=args.size,
         margin=args.margin,
         align=args.align,
@@ -599,7 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prep = verbs.add_parser("preprocess", help="detect, crop and resize every face into data/processed/")
     prep.add_argument("--variant", choices=list(datasets.VARIANTS), default=datasets.default_variant())
-    prep.add_argument("--detector", choices=list(DETECTORS), default="haar")
+    prep.add_argument(
+        "--detector", choices=list(DETECTORS), help="default: the preset's (yunet; haar for cpu-v1)"
+    )
     prep.add_argument("--size", type=int, default=160, help="side of the stored square crops (pixels)")
     prep.add_argument("--margin", type=float, default=0.2, help="margin around the face box, as a fraction")
     prep.add_argument("--no-align", dest="align", action="store_false", help="do not level the eyes")

@@ -39,8 +39,9 @@ FIELDS = ["identity", "source", "crop", "status", "faces", "x", "y", "w", "h", "
 
 
 def output_dir(variant: str, settings: CropSettings) -> Path:
-    suffix = "-5pt" if settings.five_point else ""
-    return config.processed_dir() / f"{variant}-{settings.detector}-{settings.size}{suffix}"
+    return config.processed_dir() / config.crops_folder(
+        variant, settings.detector, settings.size, settings.five_point
+    )
 
 
 # ----------------------------------------------------------------- one image (worker)

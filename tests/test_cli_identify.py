@@ -437,9 +437,9 @@ def test_preprocess_images_warns_of_pictures_it_leaves_out_and_keeps_out_of_lfws
     assert status == 0, err
     assert "warning: 2 pictures left out, not .jpg (Colin_Powell/other.png, Colin_Powell/upper.JPG)" in err
     assert "3 images" in out
-    crops = config.processed_dir() / "images-lfw-haar-64"
+    crops = config.processed_dir() / f"images-lfw-{config.preset().detector}-64"
     assert str(crops) in out and (crops / "manifest.csv").is_file()
-    assert not (config.processed_dir() / "lfw-haar-64").exists()
+    assert not (config.processed_dir() / f"lfw-{config.preset().detector}-64").exists()
 
 
 # ---------------------------------------------------------------------- errors

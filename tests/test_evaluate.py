@@ -103,7 +103,7 @@ def test_each_folds_threshold_is_chosen_without_that_fold():
 # trained on 96 px crops: evaluating it makes its own crop folder, never touching the
 # session's smoke crops. The protocols are cut to 20 pairs each to take seconds.
 
-CROPS_96 = "lfw-deepfunneled-haar-96"
+CROPS_96 = f"lfw-deepfunneled-{config.preset('smoke').detector}-96"
 
 
 def _unseen(pairs, seen):

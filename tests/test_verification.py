@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import facelib
-from facelib import FaceVerifier
+from facelib import FaceVerifier, config
 from facelib.errors import ImageError, ImageTooLargeError, NoFaceError
 from facelib.model import ModelError
 
@@ -30,7 +30,7 @@ def test_verify_gives_a_well_formed_json_result(verifier, lfw_root):
         data = json.loads(json.dumps(result.to_dict()))
         assert data["distance"] >= 0 and data["threshold"] > 0
         assert data["same_person"] == (data["distance"] < data["threshold"])
-        assert data["model"] == "smoke-fixture" and data["detector"] == "haar"
+        assert data["model"] == "smoke-fixture" and data["detector"] == config.preset("smoke").detector
         assert all(f["box"] is not None and f["faces_found"] >= 1 for f in data["faces"])
         assert data["timings_ms"]["total"] > 0
     assert same.distance != other.distance
