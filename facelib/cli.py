@@ -7,7 +7,7 @@
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
-    facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...]
+    facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...] [--tta]
     facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
@@ -139,7 +139,6 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
     others = [
         flag
         for flag, given in [
-            ("--tta", args.tta),
             ("--view2/--no-view2", args.view2 is not None),
             ("--if-needed", args.if_needed),
             ("--recalibrate", args.recalibrate),
@@ -152,9 +151,9 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
     if others:
         raise FacelibError(f"{', '.join(others)}: not with --robustness (it scores validation pairs only)")
     names = [n.strip() for n in args.degradations.split(",") if n.strip()] if args.degradations else None
-    report = robustness_report(args.model, degradations=names)
+    report = robustness_report(args.model, degradations=names, tta=args.tta)
     print(report.table())
-    if names is None:
+    if names is None and not args.tta:
         print(f"  saved in {Path(report.model) / 'eval' / REPORT} ({report.seconds:.0f} s)")
 
 

@@ -265,6 +265,8 @@ class RobustnessReport:
             f"mean AUC over the degradations: {self.degraded_auc:.3f}; card threshold "
             f"{self.card_threshold:.3f} (accuracies are balanced: the mean of the same and different rates)"
         )
+        if self.note:
+            lines.append(self.note)
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -294,13 +296,15 @@ def robustness_report(
     crop_settings: CropSettings | None = None,
     save: bool = True,
     progress: bool = True,
+    tta: bool = False,
 ) -> RobustnessReport:
     """Score a model (a run name or folder; None: the newest) on the suite. `crop_settings`
-    replaces the card's crop policy (to compare policies on one model; not saved)."""
+    replaces the card's crop policy (to compare policies on one model), `tta` embeds each
+    crop as the mean with its mirror image; neither is saved."""
     from sklearn.metrics import roc_auc_score
 
     from facelib.decision import embedding_distance
-    from facelib.evaluate import best_threshold, verdict_accuracy
+    from facelib.evaluate import best_threshold, mean_embedding, verdict_accuracy
     from facelib.files import write_json_atomic
     from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
     from facelib.pipeline import embed_arrays, embed_files
@@ -319,10 +323,14 @@ def robustness_report(
     size = int(card["input_size"])
     threshold = card_threshold(card)
     left = embed_files(network, pairs.left_crops, size)
+    if tta:
+        left = mean_embedding(left, embed_files(network, pairs.left_crops, size, mirrored=True))
     rows = []
     for name in names:
         crops, found = degraded_crops(pairs.right_pictures, name, settings, progress=progress)
         right = embed_arrays(network, crops, size)
+        if tta:
+            right = mean_embedding(right, embed_arrays(network, crops[:, :, ::-1], size))
         distances = embedding_distance(left, right)
         best = best_threshold(distances, pairs.same, balanced=True)
         rows.append(
@@ -343,7 +351,9 @@ def robustness_report(
         rows,
         round(time.perf_counter() - start, 1),
     )
-    if save and crop_settings is None and degradations is None:
+    if tta:
+        report.note = "flip test-time augmentation: each crop embedded as the mean with its mirror image"
+    if save and crop_settings is None and degradations is None and not tta:
         write_json_atomic(folder / "eval" / REPORT, report.to_json())
     return report
 

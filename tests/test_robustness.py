@@ -110,7 +110,14 @@ def test_cli_robustness_prints_the_chosen_rows(smoke_model, capsys):
 
 
 def test_cli_robustness_refuses_test_pair_options(smoke_model_copy, capsys):
-    assert main(["evaluate", "--robustness", "--tta", "--model", smoke_model_copy]) != 0
-    assert "--tta: not with --robustness" in capsys.readouterr().err
+    assert main(["evaluate", "--robustness", "--view2", "--model", smoke_model_copy]) != 0
+    assert "--view2/--no-view2: not with --robustness" in capsys.readouterr().err
     assert main(["evaluate", "--degradations", "blur", "--model", smoke_model_copy]) != 0
     assert "--degradations goes with --robustness" in capsys.readouterr().err
+
+
+def test_flip_tta_changes_the_embeddings_and_is_not_saved(smoke_model):
+    plain = robustness_report(smoke_model, degradations=["none"], save=False, progress=False)
+    flipped = robustness_report(smoke_model, degradations=["none"], progress=False, tta=True)
+    assert flipped.note.startswith("flip test-time augmentation")
+    assert flipped.rows[0].best_threshold != plain.rows[0].best_threshold
