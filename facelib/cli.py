@@ -2,7 +2,7 @@
 
     facelib fetch [--variant lfw-deepfunneled]
     facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
-                       [--limit N] [--preset smoke|cpu|gpu] [--workers N]
+                       [--limit N] [--preset smoke|cpu|cpu-v1|gpu] [--workers N]
     facelib preprocess --images FOLDER [--out DIR] [--detector haar|yunet] [--size 160] ...
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
@@ -324,8 +324,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
         print(f"  {path}: {where}{extra}{conditions}")
     if result.caveats:
         print(
-            "  the threshold was measured on evenly lit, frontal faces of LFW: a verdict on a picture "
-            "outside those conditions is less reliable (facelib evaluate --robustness measures how much)"
+            "  thresholds are measured on evenly lit, frontal faces: a verdict on a picture outside "
+            "those conditions is less reliable (facelib evaluate --robustness measures how much)"
         )
     print(f"  model {result.model}, detector {result.detector}, {result.timings_ms['total']:.0f} ms")
     print(f"  threshold {result.threshold:.4f}: {result.threshold_source}")
@@ -672,7 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score a model on LFW View 1 (and View 2) and calibrate its threshold"
     )
     ev.add_argument("--model", help=MODEL_HELP)
-    ev.add_argument("--tta", action="store_true", help="also report test-time augmentation (mirror image)")
+    ev.add_argument(
+        "--tta",
+        action="store_true",
+        help="also report test-time augmentation (mirror image); with --robustness, the suite with it instead",
+    )
     ev.add_argument(
         "--robustness",
         action="store_true",

@@ -295,7 +295,7 @@ class DashboardController:
         note = f" ({picture.faces_found} faces found: using the largest, most central one)" if several else ""
         if picture.conditions:
             note += (
-                f"; outside the conditions the threshold was measured in ({', '.join(picture.conditions)}): "
+                f"; outside the usual conditions of a threshold ({', '.join(picture.conditions)}): "
                 "the verdict is less reliable, try even light facing the camera"
             )
         if target == "enroll":

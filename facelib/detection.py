@@ -140,7 +140,11 @@ def yunet_model_path() -> Path:
     try:
         return _download(remote, config.models_dir() / "detectors")
     except Exception as exc:
-        raise DetectorUnavailableError(f"YuNet is unavailable: {exc}; use the `haar` detector") from exc
+        raise DetectorUnavailableError(
+            f"YuNet is unavailable: {exc}; crop with the `haar` detector instead "
+            "(the cpu-v1 preset, or facelib preprocess --detector haar, then train --crops "
+            "lfw-deepfunneled-haar-160)"
+        ) from exc
 
 
 class YuNetDetector:

@@ -2,9 +2,8 @@
 
 The threshold comes from LFW: press photos, evenly lit, faces of about 100 px seen from
 the front. Under side light, or with a turned head, the same threshold gives other
-verdicts (`facelib evaluate --robustness` measures by how much), so `verify`, `identify`
-and the dashboard say when a face is outside those conditions instead of judging it
-silently.
+verdicts (`facelib evaluate --robustness` measures by how much), so `verify` and the
+dashboard say when a face is outside those conditions instead of judging it silently.
 
     conditions = face_conditions(crop, face)     # the measures
     conditions.warnings()                        # ["dark", "lit from one side", ...]

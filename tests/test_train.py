@@ -311,11 +311,11 @@ def test_a_finished_run_asked_for_other_settings_is_refused(smoke_model):
 
 
 def test_missing_crops_are_found_before_the_run_folder_is_made(smoke_crops, monkeypatch, tmp_path):
-    cfg = TrainConfig.preset("smoke", crops="lfw-deepfunneled-yunet-160")
+    cfg = TrainConfig.preset("smoke", crops="lfw-deepfunneled-yunet-77")
     with pytest.raises(FacelibError) as missing:
         train(cfg, "no-such-crops", verbose=0)
     message = str(missing.value)
-    assert message.startswith(f"no face crops in {config.processed_dir() / 'lfw-deepfunneled-yunet-160'}; ")
+    assert message.startswith(f"no face crops in {config.processed_dir() / 'lfw-deepfunneled-yunet-77'}; ")
     assert smoke_crops.name in message.split("crop folders there: ")[1].split(":")[0]
     assert "pass --crops NAME (or --set crops=NAME)" in message and "\n" not in message
     assert not (config.models_dir() / "no-such-crops").exists()
