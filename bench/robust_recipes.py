@@ -30,6 +30,8 @@ from common import machine  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BEGIN, END = "<!-- robust_recipes.py table: begin -->", "<!-- robust_recipes.py table: end -->"
+DETECTORS_BEGIN = "<!-- robust_recipes.py detectors: begin -->"
+DETECTORS_END = "<!-- robust_recipes.py detectors: end -->"
 FULL = {"epochs": 9, "steps_per_epoch": 448}
 
 # name → (parent recipe, what changes, settings relative to the parent)
@@ -45,15 +47,10 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "lighting augmentation: shading from one side, gamma 0.5–2, colour casts, a fifth grey",
         {"augmentation": "lighting"},
     ),
-    "yunet-lighting": (
-        "lighting",
+    "yunet": (
+        "cpu",
         "YuNet crops (box, eyes levelled on its landmarks) instead of Haar",
         {"crops": "lfw-deepfunneled-yunet-160"},
-    ),
-    "yunet-robust": (
-        "yunet-lighting",
-        "robust augmentation: lighting + rotation ±20°, a turn, small, blurred, JPEG",
-        {"augmentation": "robust"},
     ),
 }
 ROWS = ["lighting", "scale", "blur", "jpeg", "rotation", "turn", "tight", "loose", "offset"]
@@ -194,18 +191,25 @@ def main() -> None:
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], check=True)
     elif args.verb == "detectors":
-        print(detectors())
+        text = f"{DETECTORS_BEGIN}\n{detectors()}{DETECTORS_END}\n"
+        write_between(DETECTORS_BEGIN, DETECTORS_END, text)
+        print(text)
     else:
         from facelib import config
 
         text = table(args.models or config.models_dir())
-        old = DOC.read_text()
-        if BEGIN in old:
-            old = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
-        else:
-            old = old.rstrip() + "\n\n## Faces as users take them: the robustness study\n\n" + text
-        DOC.write_text(old)
+        write_between(BEGIN, END, text)
         print(text)
+
+
+def write_between(begin: str, end: str, text: str) -> None:
+    """Replace the marked part of docs/recipes.md (or add it under the study's heading)."""
+    old = DOC.read_text()
+    if begin in old:
+        old = old[: old.index(begin)] + text + old[old.index(end) + len(end) + 1 :]
+    else:
+        old = old.rstrip() + "\n\n" + text
+    DOC.write_text(old)
 
 
 if __name__ == "__main__":

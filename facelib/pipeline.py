@@ -163,7 +163,8 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     "strong" (for about 6k training pictures, which a ResNet50 soon memorises): crops of
     60–100%, wider brightness/contrast, saturation jitter, and a fifth of the pictures
     in grey and a fifth blurred, so colour and sharpness say less about who it is.
-    "lighting": basic, then light as a home webcam sees it (`relight`).
+    "lighting": basic, then light as a home webcam sees it (`relight`); "lighting-mild":
+    the same on a third of the pictures only.
     "robust": lighting, then the picture as a webcam or phone takes it (`degrade`):
     a turned or tilted face, small, blurred, compressed."""
     if strength == "strong":
@@ -187,6 +188,9 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
         image = tf.where(tf.random.stateless_uniform([], seeds[7]) < 0.2, _blur(image), image)
     if strength in ("lighting", "robust"):
         image = relight(tf.clip_by_value(image, 0.0, 255.0), seeds[5])
+    if strength == "lighting-mild":  # a third of the pictures relit, the rest as basic leaves them
+        relit = relight(tf.clip_by_value(image, 0.0, 255.0), seeds[5])
+        image = tf.where(_coin(seeds[7], 1 / 3), relit, image)
     if strength == "robust":
         image = degrade(image, seeds[6])
     return tf.clip_by_value(image, 0.0, 255.0)

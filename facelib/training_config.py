@@ -51,7 +51,7 @@ class TrainConfig:
     classifier_margin: float = 0.35
     classifier_weight: float = 1.0
     optimizer: str = "adam"  # adam | adamw
-    augmentation: str = "basic"  # basic | strong | lighting | robust (pipeline.augment)
+    augmentation: str = "basic"  # basic | strong | lighting | lighting-mild | robust (pipeline.augment)
     weight_decay: float = 0.0  # adamw only
     crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
 
