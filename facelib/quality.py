@@ -7,6 +7,7 @@ dashboard say when a face is outside those conditions instead of judging it sile
 
     conditions = face_conditions(crop, face)     # the measures
     conditions.warnings()                        # ["dark", "lit from one side", ...]
+    crop = light_corrected(crop, conditions)     # what verify embeds
 
 The limits are data (LIMITS); `python bench/conditions.py` measures how many LFW
 validation pictures and how many pictures of each row of the suite cross each one.
@@ -53,6 +54,22 @@ class Conditions:
         if self.turn is not None and self.turn > LIMITS["turn"]:
             found.append("turned")
         return found
+
+
+LIGHT_WARNINGS = ("dark", "washed out", "lit from one side")
+
+
+def light_corrected(crop: np.ndarray, conditions: Conditions) -> np.ndarray:
+    """A face outside LFW's light (dark, washed out, lit from one side) brought back to
+    mid-grey by one gamma curve over the crop; any other crop as it is. Tried on the
+    robustness suite's side-light row (docs/recipes.md): it beat flattening the shadow
+    (dividing by a blurred or a planar estimate of the light) there."""
+    if not any(w in LIGHT_WARNINGS for w in conditions.warnings()):
+        return crop
+    level = min(max(conditions.brightness, 1.0), 254.0) / 255.0
+    gamma = np.log(0.5) / np.log(level)
+    table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+    return table[np.asarray(crop, np.uint8)]
 
 
 def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:

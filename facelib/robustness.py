@@ -9,8 +9,8 @@ measured without any test pair.
 The pairs are the model's own validation pairs (people of the training side it never
 trained on). One picture of each pair is degraded as a home camera would take it,
 from the original picture, and then goes through the model's crop policy (detection
-included, as `verify` does); the other stays the clean stored crop. One row per
-degradation:
+included) and verify's light correction, as `verify` does; the other stays the clean
+stored crop. One row per degradation:
 
     none       the same pairs cropped again, nothing changed (the reference)
     lighting   side light: half the face in shadow (6% of the brightness) from a
@@ -203,18 +203,27 @@ def suite_pairs(card: dict, crops_root: Path | None = None) -> SuitePairs:
 
 
 def degraded_crops(
-    pictures: list[str], name: str, settings: CropSettings, seed: int = 0, progress: bool = False
+    pictures: list[str],
+    name: str,
+    settings: CropSettings,
+    seed: int = 0,
+    progress: bool = False,
+    correct_light: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The crops (N × size × size × 3) the crop policy makes of the degraded pictures,
-    and whether it found a face in each."""
+    """The crops (N × size × size × 3) the crop policy makes of the degraded pictures
+    (with `correct_light`, then as verify corrects their light), and whether it found a
+    face in each."""
     from tqdm.auto import tqdm
 
     from facelib.images import load_image
+    from facelib.quality import face_conditions, light_corrected
 
     detector = settings.make_detector()
     crops, found = [], []
     for index, path in enumerate(tqdm(pictures, desc=name, disable=not progress, leave=False)):
         crop, info = crop_picture(degrade(load_image(path), name, seed, index), detector, settings)
+        if correct_light:
+            crop = light_corrected(crop, face_conditions(crop, info.face))
         crops.append(crop)
         found.append(info.face is not None)
     return np.stack(crops), np.array(found)
@@ -303,10 +312,12 @@ def robustness_report(
     save: bool = True,
     progress: bool = True,
     tta: bool = False,
+    correct_light: bool = True,
 ) -> RobustnessReport:
     """Score a model (a run name or folder; None: the newest) on the suite. `crop_settings`
     replaces the card's crop policy (to compare policies on one model), `tta` embeds each
-    crop as the mean with its mirror image; neither is saved."""
+    crop as the mean with its mirror image; neither is saved. `correct_light` treats the
+    degraded crops as `verify` does (FaceVerifier's correct_light); without it, not saved."""
     from sklearn.metrics import roc_auc_score
 
     from facelib.decision import embedding_distance
@@ -333,7 +344,9 @@ def robustness_report(
         left = mean_embedding(left, embed_files(network, pairs.left_crops, size, mirrored=True))
     rows = []
     for name in names:
-        crops, found = degraded_crops(pairs.right_pictures, name, settings, progress=progress)
+        crops, found = degraded_crops(
+            pairs.right_pictures, name, settings, progress=progress, correct_light=correct_light
+        )
         right = embed_arrays(network, crops, size)
         if tta:
             right = mean_embedding(right, embed_arrays(network, crops[:, :, ::-1], size))
@@ -362,7 +375,9 @@ def robustness_report(
             "flip test-time augmentation: each crop embedded as the mean with its mirror image "
             "(the card's threshold was measured without it)"
         )
-    if save and crop_settings is None and degradations is None and not tta:
+    if not correct_light:
+        report.note = (report.note + "; " if report.note else "") + "without verify's light correction"
+    if save and crop_settings is None and degradations is None and not tta and correct_light:
         write_json_atomic(folder / "eval" / REPORT, report.to_json())
     return report
 

@@ -33,7 +33,7 @@ from facelib.crop import CropSettings, crop_picture
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError, NoFaceError
 from facelib.images import DEFAULT_MAX_PIXELS, load_image
-from facelib.quality import face_conditions
+from facelib.quality import face_conditions, light_corrected
 
 
 @dataclass
@@ -49,6 +49,7 @@ class FaceFound:
     # Where the face is outside the conditions the threshold was measured in ("dark",
     # "lit from one side", "small face (32 px)", "turned"): facelib.quality.
     conditions: list[str] = field(default_factory=list)
+    light_corrected: bool = False  # brought to mid-grey before embedding (quality.light_corrected)
 
 
 @dataclass
@@ -81,7 +82,9 @@ class FaceVerifier:
     `no_face`: "error" (raise NoFaceError) or "whole" (embed the picture's centre
     crop, the fallback training used: its central `fallback_fraction`).
     `detector`: overrides the card's detector (the rest of its crop policy is kept).
-    `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB."""
+    `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB.
+    `correct_light`: a face that is dark, washed out or lit from one side is brought to
+    mid-grey by a gamma curve before it is embedded (quality.light_corrected)."""
 
     def __init__(
         self,
@@ -92,6 +95,7 @@ class FaceVerifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         bgr: bool = False,
         calibration: str | None = None,
+        correct_light: bool = True,
     ):
         from facelib import machine
 
@@ -137,6 +141,7 @@ class FaceVerifier:
         if no_face not in ("error", "whole"):
             raise FacelibError(f"no_face must be 'error' or 'whole', not {no_face!r}")
         self.no_face, self.max_pixels, self.bgr = no_face, max_pixels, bgr
+        self.correct_light = correct_light
         self._compiled = self._compile()
 
     def _compile(self):
@@ -192,15 +197,18 @@ class FaceVerifier:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
         crop, info = crop_picture(rgb, self.detector, self.crop_settings)
-        conditions = face_conditions(crop, info.face).warnings()
+        measured = face_conditions(crop, info.face)
+        conditions = measured.warnings()
+        corrected = light_corrected(crop, measured) if self.correct_light else crop
+        changed = corrected is not crop
         if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(
                     f"{label}: no face found (try a frontal, well-lit picture, or allow the picture's centre: no_face='whole')"
                 )
-            return crop, FaceFound(None, 0, True, (width, height), conditions)
+            return corrected, FaceFound(None, 0, True, (width, height), conditions, changed)
         box = tuple(int(v) for v in info.face.box)
-        return crop, FaceFound(box, info.faces_found, False, (width, height), conditions)
+        return corrected, FaceFound(box, info.faces_found, False, (width, height), conditions, changed)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Embeddings of stored-size crops (all the same size, as `face_crop` makes them)."""

@@ -6,7 +6,7 @@ import pytest
 
 from facelib.detection import Face
 from facelib.images import load_image
-from facelib.quality import LIMITS, face_conditions
+from facelib.quality import LIMITS, face_conditions, light_corrected
 from facelib.robustness import side_light
 from facelib.verification import FaceVerifier
 
@@ -64,3 +64,26 @@ def test_verify_names_the_picture_outside_the_conditions(smoke_model, lfw_root):
     shaded = side_light(picture, np.random.default_rng(0), darkest=0.05)
     result = FaceVerifier(smoke_model, no_face="whole").verify(picture, shaded)
     assert result.faces[1].conditions and result.caveats[0].startswith("image 2: ")
+
+
+def test_light_correction_brings_a_dark_face_to_mid_grey_and_leaves_others_alone():
+    dark = _crop(30)
+    dark[:, :, 0] = 40  # a colour, so the curve is seen per channel
+    corrected = light_corrected(dark, face_conditions(dark, _face()))
+    assert abs(float(corrected.mean()) - 128) < 20 and corrected.mean() > 3 * dark.mean()
+    even = _crop(128)
+    assert light_corrected(even, face_conditions(even, _face())) is even
+    small = _crop(128)
+    assert light_corrected(small, face_conditions(small, _face(side=20))) is small  # not a light problem
+
+
+def test_verify_corrects_the_light_of_a_shaded_face_unless_told_not_to(smoke_model, lfw_root):
+    picture = load_image(lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg")
+    shaded = side_light(picture, np.random.default_rng(0), darkest=0.05)
+    corrected = FaceVerifier(smoke_model, no_face="whole")
+    plain = FaceVerifier(smoke_model, no_face="whole", correct_light=False)
+    crop, found = corrected.face_crop(shaded)
+    as_is, found_as_is = plain.face_crop(shaded)
+    assert found.light_corrected and not found_as_is.light_corrected
+    assert crop.mean() > as_is.mean() + 10
+    assert not corrected.face_crop(picture)[1].light_corrected  # LFW's own light: untouched
