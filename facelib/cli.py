@@ -1,9 +1,9 @@
 """The `facelib` command.
 
     facelib fetch [--variant lfw-deepfunneled]
-    facelib preprocess [--detector haar|yunet] [--size 160] [--no-align] [--no-face fallback|skip]
+    facelib preprocess [--detector yunet|haar] [--size 160] [--no-align] [--no-face fallback|skip]
                        [--limit N] [--preset smoke|cpu|cpu-v1|gpu] [--workers N]
-    facelib preprocess --images FOLDER [--out DIR] [--detector haar|yunet] [--size 160] ...
+    facelib preprocess --images FOLDER [--out DIR] [--detector yunet|haar] [--size 160] ...
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]

@@ -77,7 +77,7 @@ def crops_folder(variant: str, detector: str, size: int = 160, five_point: bool 
 
 
 # YuNet, not Haar: under side light and with a tilted head Haar found a face in 59% and
-# 42% of the robustness suite's pictures, YuNet in 99% and 100% (docs/recipes.md).
+# 42% of the robustness suite's pictures, YuNet in 98.8% and 100% (docs/recipes.md).
 CPU_DETECTOR = "yunet"
 
 

@@ -102,7 +102,8 @@ def test_verification_crops_pictures_as_preprocessing_did(smoke_model, lfw_root,
     from facelib.crop import CropSettings
     from facelib.images import load_image
 
-    verifier = FaceVerifier(smoke_model, no_face="whole")
+    # The crop policy alone: verify's light correction comes after it (tests/test_quality.py).
+    verifier = FaceVerifier(smoke_model, no_face="whole", correct_light=False)
     settings = CropSettings.from_dict(verifier.card["crop_settings"])
     assert verifier.crop_settings == settings
     monkeypatch.setattr(preprocess, "_detector", settings.make_detector())  # a worker's, from the card
