@@ -19,7 +19,6 @@ and bench/conditions.py read its validation people), or train the row's command.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
+from recipes import history  # noqa: E402  (the screening rows read their history.csv alike)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BEGIN, END = "<!-- robust_recipes.py table: begin -->", "<!-- robust_recipes.py table: end -->"
@@ -77,14 +77,6 @@ def command(name: str) -> list[str]:
         str(FULL["steps_per_epoch"]),
         *sets,
     ]
-
-
-def history(folder: Path) -> list[dict]:
-    path = folder / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def row(name: str, folder: Path) -> str:

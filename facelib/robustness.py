@@ -366,7 +366,7 @@ def robustness_report(
         str(folder),
         len(pairs.same),
         threshold,
-        _settings_dict(settings),
+        asdict(settings),
         rows,
         round(time.perf_counter() - start, 1),
     )
@@ -380,10 +380,6 @@ def robustness_report(
     if save and crop_settings is None and degradations is None and not tta and correct_light:
         write_json_atomic(folder / "eval" / REPORT, report.to_json())
     return report
-
-
-def _settings_dict(settings: CropSettings) -> dict:
-    return asdict(settings)
 
 
 def read_report(folder: str | Path) -> RobustnessReport | None:
