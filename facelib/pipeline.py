@@ -65,13 +65,19 @@ class Split:
 
 
 def training_split(
-    crops_root: Path, validation_fraction: float = 0.1, seed: int = 0, max_identities: int | None = None
+    crops_root: Path,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    max_identities: int | None = None,
+    single_picture_people: bool = False,
 ) -> Split:
     """Training identities come only from View 1 `peopleDevTrain.txt`, so every person
     of `peopleDevTest.txt` stays unseen. A seeded slice of those with ≥ 2 pictures is
     held out for validation. The people are drawn from the pictures the manifest lists,
     whatever the detector made of them, so crops made by other detectors or alignments
-    hold out the same people and their validation AUCs can be compared."""
+    hold out the same people and their validation AUCs can be compared. With
+    `single_picture_people` the View 1 training people who have one picture join the
+    training side (never validation, which needs pairs)."""
     records = read_manifest(crops_root)
     train_people = set(datasets.view1_people("train"))
     pictures = Counter(r["identity"] for r in records if r["identity"] in train_people)
@@ -82,6 +88,8 @@ def training_split(
     n_val = max(2, int(round(validation_fraction * len(names))))
     validation = set(names[:n_val])
     train = names[n_val:]
+    if single_picture_people:
+        train += [name for name, n in pictures.items() if n == 1]
     return Split(
         train=FaceSet.from_records(records, crops_root, sorted(train)),
         validation=FaceSet.from_records(records, crops_root, sorted(validation)),
@@ -97,18 +105,31 @@ def _seed(seed: int, step, salt: int):
 
 def pk_indices(faces: FaceSet, p: int, k: int, seed: int):
     """A function batch_index → (image indices [P*K], labels [P*K]): P distinct
-    identities, K images each (without repeats where the identity has ≥ K)."""
+    identities, K images each (without repeats where the identity has ≥ K).
+
+    People with one picture (training_split's single_picture_people) fill a share of
+    the P slots equal to their share of the pictures, so that every picture is drawn
+    about as often: their K images are one picture, augmented K ways, an easy positive
+    pair for the triplet loss, a class for the margin-softmax head, a negative for all."""
     counts = tf.constant(faces.counts)
     offsets = tf.constant(faces.offsets)
-    n_ids = len(faces.identities)
+    several = np.flatnonzero(faces.counts >= 2)
+    single = np.flatnonzero(faces.counts == 1)
+    p_single = min(int(round(p * len(single) / max(faces.images, 1))), p - 2) if len(single) else 0
     max_count = int(faces.counts.max())
-    if n_ids < p:
-        raise ValueError(f"P={p} identities per batch, but only {n_ids} identities have ≥ 2 images")
+    if len(several) < p - p_single:
+        raise ValueError(f"P={p} identities per batch, but only {len(several)} identities have ≥ 2 images")
+
+    def draw(pool: np.ndarray, n: int, step, salt: int):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(pool), dtype=tf.int64), _seed(seed, step, salt)
+        )
+        return tf.gather(tf.constant(pool, tf.int64), order[:n])
 
     def sample(step):
-        ids = tf.random.experimental.stateless_shuffle(tf.range(n_ids, dtype=tf.int64), _seed(seed, step, 1))[
-            :p
-        ]
+        ids = draw(several, p - p_single, step, 1)
+        if p_single:
+            ids = tf.concat([ids, draw(single, p_single, step, 3)], axis=0)
         c = tf.gather(counts, ids)
         noise = tf.random.stateless_uniform((p, max_count), _seed(seed, step, 2))
         slots = tf.range(max_count, dtype=tf.int64)[None, :]

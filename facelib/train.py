@@ -13,6 +13,7 @@ with card.json beside it; the backup is removed only after both exist.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -137,9 +138,31 @@ def auto_precision() -> str:
 
 
 def make_optimizer(cfg: TrainConfig, schedule) -> keras.optimizers.Optimizer:
+    ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
-    return keras.optimizers.Adam(schedule)
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
+    return keras.optimizers.Adam(schedule, **ema)
+
+
+def uses_ema(optimizer: keras.optimizers.Optimizer) -> bool:
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """Within the block the model holds its optimizer's moving average of the weights
+    (runs with `ema`), the weights it trains with again after; without EMA, no change."""
+    if not uses_ema(model.optimizer) or not model.optimizer.built:
+        yield
+        return
+    variables = model.trainable_variables
+    training = [variable.numpy() for variable in variables]
+    model.optimizer.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, training, strict=True):
+            variable.assign(value)
 
 
 class PlannedCosineDecay(keras.optimizers.schedules.CosineDecay):
@@ -360,7 +383,8 @@ class ValidationAUC(keras.callbacks.Callback):
         return best_threshold(self.distances(model), self.same.astype(bool))
 
     def on_epoch_end(self, epoch, logs=None):
-        distances = self.distances(self.embedding_model or self.model)
+        with averaged_weights(self.model):  # what would be saved: with EMA, the average
+            distances = self.distances(self.embedding_model or self.model)
         if logs is not None:
             logs["val_auc"] = verification_auc(distances, self.same)
             logs["val_gap"] = float(distances[self.same == 0].mean() - distances[self.same == 1].mean())
@@ -684,8 +708,10 @@ def _train(
             (folder / PLAN).unlink(missing_ok=True)
         write_json_atomic(folder / "config.json", asdict(cfg))
 
-    split = training_split(crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities)
-    train_faces = split.train.with_at_least(2)
+    split = training_split(
+        crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities, cfg.single_picture_people
+    )
+    train_faces = split.train.with_at_least(1 if cfg.single_picture_people else 2)
     left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
 
     # Set every time: the policy is global, and an earlier run in this process may have changed it.
@@ -697,7 +723,8 @@ def _train(
         "_DefaultDistributionStrategy": "one device",
     }.get(type(dist).__name__, type(dist).__name__)
     print(
-        f"training {run_name}: {train_faces.images:,} images of {len(train_faces.identities):,} identities, "
+        f"training {run_name}: {train_faces.images:,} images of {len(train_faces.identities):,} identities"
+        f"{f' ({int((train_faces.counts == 1).sum()):,} with one picture)' if cfg.single_picture_people else ''}, "
         f"{len(split.validation.identities)} held out for validation; {kind}, "
         f"{dist.num_replicas_in_sync} replica(s)"
     )
@@ -782,6 +809,9 @@ def _train(
     else:
         print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
     steps_run = int(model.optimizer.iterations.numpy())  # the optimizer's count, resumed ones too
+    # With EMA the average becomes the model (fit does it too, but not when it had no epoch left).
+    if model.optimizer.built:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
     if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
     # Layers keep the policy they were built under, and a saved model keeps its layers'

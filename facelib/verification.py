@@ -84,7 +84,10 @@ class FaceVerifier:
     `detector`: overrides the card's detector (the rest of its crop policy is kept).
     `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB.
     `correct_light`: a face that is dark, washed out or lit from one side is brought to
-    mid-grey by a gamma curve before it is embedded (quality.light_corrected)."""
+    mid-grey by a gamma curve before it is embedded (quality.light_corrected).
+    `tta`: each face embedded as the mean with its mirror image (flip test-time
+    augmentation; two embeddings a face). Off by default: the card's thresholds are
+    set on plain embeddings."""
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class FaceVerifier:
         bgr: bool = False,
         calibration: str | None = None,
         correct_light: bool = True,
+        tta: bool = False,
     ):
         from facelib import machine
 
@@ -141,7 +145,7 @@ class FaceVerifier:
         if no_face not in ("error", "whole"):
             raise FacelibError(f"no_face must be 'error' or 'whole', not {no_face!r}")
         self.no_face, self.max_pixels, self.bgr = no_face, max_pixels, bgr
-        self.correct_light = correct_light
+        self.correct_light, self.tta = correct_light, tta
         self._compiled = self._compile()
 
     def _compile(self):
@@ -150,11 +154,18 @@ class FaceVerifier:
 
         from facelib.pipeline import eval_transform
 
-        model, size = self.model, self.input_size
+        model, size, tta = self.model, self.input_size, self.tta
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def embed(crops):
-            return model(eval_transform(crops, size), training=False)
+            crops = eval_transform(crops, size)
+            if not tta:
+                return model(crops, training=False)
+            # Each crop and its mirror image in one batch; their mean, re-normalised
+            # (as evaluate.mean_embedding).
+            both = model(tf.concat([crops, tf.image.flip_left_right(crops)], axis=0), training=False)
+            halves = tf.split(both, 2, axis=0)
+            return tf.math.l2_normalize(halves[0] + halves[1], axis=1)
 
         return embed
 

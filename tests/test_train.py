@@ -45,6 +45,55 @@ def test_pk_batches_hold_p_identities_of_k_images():
     assert not np.array_equal(again, other)
 
 
+def test_pk_batches_give_single_picture_people_their_share_of_the_slots():
+    faces = _faces([2, 3, 4, 5, 2, 3] + [1] * 6)  # 6 of 25 pictures: one slot of 4
+    sample = pk_indices(faces, p=4, k=2, seed=0)
+    drawn = set()
+    for step in range(40):
+        index, labels = (t.numpy() for t in sample(tf.constant(step, tf.int64)))
+        ids = np.unique(labels)
+        singles = [i for i in ids if faces.counts[i] == 1]
+        assert len(ids) == 4 and len(singles) == 1
+        assert set(index[labels == singles[0]]) == {faces.offsets[singles[0]]}  # its one picture, twice
+        drawn |= set(singles)
+    assert len(drawn) == 6  # every one of them is drawn
+    without = _faces([2, 3, 4, 5, 2, 3])
+    index = pk_indices(without, p=4, k=2, seed=0)(tf.constant(3, tf.int64))[0].numpy()
+    assert all(without.counts[np.searchsorted(without.offsets, i, side="right") - 1] >= 2 for i in index)
+
+
+def test_single_picture_people_join_training_but_never_validation(smoke_crops):
+    plain = training_split(smoke_crops)
+    more = training_split(smoke_crops, single_picture_people=True)
+    pictures = Counter(r["identity"] for r in read_manifest(smoke_crops))
+    added = set(more.train.identities) - set(plain.train.identities)
+    assert added and all(pictures[name] == 1 for name in added)
+    assert added <= set(datasets.view1_people("train"))
+    assert more.validation.identities == plain.validation.identities
+
+
+def test_ema_scores_and_saves_the_average_and_trains_on_the_weights():
+    from facelib.train import averaged_weights, make_optimizer
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    cfg = TrainConfig(ema=0.5)
+    model.compile(optimizer=make_optimizer(cfg, 0.1), loss="mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    trained = [w.copy() for w in model.get_weights()]
+    average = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+    with averaged_weights(model):
+        inside = model.get_weights()
+    assert all(np.allclose(a, b) for a, b in zip(inside, average, strict=True))
+    assert not all(np.allclose(a, b) for a, b in zip(inside, trained, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained, strict=True))
+    with pytest.raises(ConfigError, match="ema"):
+        TrainConfig(ema=1.0)
+    with pytest.raises(ConfigError, match="P×K"):
+        TrainConfig(mining="random", single_picture_people=True)
+
+
 def test_random_triplets_pair_two_images_of_one_person_with_another_person():
     faces = _faces([2, 3, 4, 2, 5])
     index, labels = (t.numpy() for t in random_triplet_indices(faces, 16, seed=0)(tf.constant(3, tf.int64)))

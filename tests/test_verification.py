@@ -47,6 +47,17 @@ def test_every_input_kind_gives_the_same_embedding(verifier, lfw_root):
     assert np.allclose(e[4], e[0], atol=0.05)  # PIL's JPEG decoder differs by a few levels
 
 
+def test_flip_tta_embeds_each_face_as_the_mean_with_its_mirror_image(verifier, lfw_root):
+    from facelib.evaluate import mean_embedding
+
+    crops = [verifier.face_crop(_lfw(lfw_root, "George_W_Bush", n))[0] for n in (1, 2)]
+    plain = verifier.embed_crops(crops)
+    mirrored = verifier.embed_crops([np.ascontiguousarray(c[:, ::-1]) for c in crops])
+    tta = FaceVerifier(verifier.folder, tta=True).embed_crops(crops)
+    np.testing.assert_allclose(tta, mean_embedding(plain, mirrored), atol=1e-5)
+    assert not np.allclose(tta, plain, atol=1e-4)
+
+
 def _jpeg(rgb: np.ndarray, **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", **options)
