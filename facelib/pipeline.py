@@ -82,14 +82,18 @@ def training_split(
     train_people = set(datasets.view1_people("train"))
     pictures = Counter(r["identity"] for r in records if r["identity"] in train_people)
     rng = np.random.default_rng(seed)
-    names = list(rng.permutation(sorted(name for name, n in pictures.items() if n >= 2)))
+    multi = sorted(name for name, n in pictures.items() if n >= 2)
+    names = list(rng.permutation(multi))
     if max_identities:
         names = names[:max_identities]
     n_val = max(2, int(round(validation_fraction * len(names))))
     validation = set(names[:n_val])
     train = names[n_val:]
     if single_picture_people:
-        train += [name for name, n in pictures.items() if n == 1]
+        singles = list(rng.permutation(sorted(name for name, n in pictures.items() if n == 1)))
+        if max_identities:  # as many in proportion as the people with pairs kept
+            singles = singles[: round(len(singles) * len(names) / max(len(multi), 1))]
+        train += singles
     return Split(
         train=FaceSet.from_records(records, crops_root, sorted(train)),
         validation=FaceSet.from_records(records, crops_root, sorted(validation)),
@@ -115,10 +119,14 @@ def pk_indices(faces: FaceSet, p: int, k: int, seed: int):
     offsets = tf.constant(faces.offsets)
     several = np.flatnonzero(faces.counts >= 2)
     single = np.flatnonzero(faces.counts == 1)
-    p_single = min(int(round(p * len(single) / max(faces.images, 1))), p - 2) if len(single) else 0
+    share = round(p * len(single) / max(faces.images, 1))
+    p_single = min(max(share, 1), p - 2, len(single)) if len(single) else 0
     max_count = int(faces.counts.max())
     if len(several) < p - p_single:
-        raise ValueError(f"P={p} identities per batch, but only {len(several)} identities have ≥ 2 images")
+        raise ValueError(
+            f"P={p} identities per batch ({p - p_single} of them with ≥ 2 images), "
+            f"but only {len(several)} identities have ≥ 2 images"
+        )
 
     def draw(pool: np.ndarray, n: int, step, salt: int):
         order = tf.random.experimental.stateless_shuffle(

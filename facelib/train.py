@@ -151,7 +151,10 @@ def uses_ema(optimizer: keras.optimizers.Optimizer) -> bool:
 @contextlib.contextmanager
 def averaged_weights(model: keras.Model):
     """Within the block the model holds its optimizer's moving average of the weights
-    (runs with `ema`), the weights it trains with again after; without EMA, no change."""
+    (runs with `ema`), the weights it trains with again after; without EMA, no change.
+    (keras.callbacks.SwapEMAWeights does this around `model.evaluate`; facelib validates
+    in its own callback.) Batch-norm statistics are not averaged: they stay those of the
+    weights being trained."""
     if not uses_ema(model.optimizer) or not model.optimizer.built:
         yield
         return
@@ -780,6 +783,14 @@ def _train(
     elif plan.budget_minutes is not None:
         print(f"{run_name}: keeping the plan it started with ({PLAN})")
     print(plan.describe(cfg.batch_images), flush=True)
+    if cfg.ema and plan.total_steps < 5 / (1 - cfg.ema):
+        # Keras's average starts from the first step's weights, without a warm-up.
+        print(
+            f"note: ema {cfg.ema:g} averages over about {1 / (1 - cfg.ema):,.0f} steps; in "
+            f"{plan.total_steps:,} steps {100 * cfg.ema**plan.total_steps:.0f}% of the saved model "
+            "is still the first step's weights",
+            flush=True,
+        )
     data = stream(start_epoch * plan.steps_per_epoch)
     if several_workers(dist):
         _fit_across_workers(model, dist, data.element_spec)

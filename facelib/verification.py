@@ -86,8 +86,9 @@ class FaceVerifier:
     `correct_light`: a face that is dark, washed out or lit from one side is brought to
     mid-grey by a gamma curve before it is embedded (quality.light_corrected).
     `tta`: each face embedded as the mean with its mirror image (flip test-time
-    augmentation; two embeddings a face). Off by default: the card's thresholds are
-    set on plain embeddings."""
+    augmentation; two embeddings a face), judged by the threshold `facelib evaluate
+    --tta` set for it. Off by default: the card's other thresholds and curves are set
+    on plain embeddings."""
 
     def __init__(
         self,
@@ -123,8 +124,16 @@ class FaceVerifier:
             from facelib.identification import load_calibration
 
             self.calibration = load_calibration(self.folder, calibration)
+        head = self.card.get("config", {}).get("head", "l2")
+        if tta and head != "l2":
+            raise FacelibError(
+                f"{self.folder.name}: flip test-time augmentation needs an L2-normalised embedding "
+                f"(this model's head is {head!r})"
+            )
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "given"
+        elif tta:  # the card's thresholds are for plain embeddings: TTA's own, from evaluate --tta
+            self.threshold, self.threshold_source = tta_threshold(self.card, self.folder)
         elif self.calibration is not None:
             self.threshold = self.calibration.threshold
             self.threshold_source = f"calibration {calibration!r} ({self.calibration.threshold_source})"
@@ -253,6 +262,21 @@ class FaceVerifier:
                 "total": round(1000 * (done - start), 1),
             },
         )
+
+
+def tta_threshold(card: dict, folder: Path) -> tuple[float, str]:
+    """The View 1 threshold of the newest `facelib evaluate --tta` of the model: flip
+    test-time augmentation brings a pair's embeddings closer, so the plain one does not fit."""
+    for evaluation in reversed(card.get("evaluations", [])):
+        row = evaluation.get("metrics", {}).get("view1 +TTA") if evaluation.get("tta") else None
+        if row and row.get("threshold") is not None:
+            return float(
+                row["threshold"]
+            ), "LFW View 1 with flip test-time augmentation (facelib evaluate --tta)"
+    raise FacelibError(
+        f"{folder.name} has no threshold for flip test-time augmentation; run "
+        f"`facelib evaluate --tta --model {folder}` (or give a threshold)"
+    )
 
 
 _verifiers: dict[str, FaceVerifier] = {}

@@ -13,7 +13,7 @@ import tensorflow as tf
 from facelib import config, datasets
 from facelib.errors import ConfigError, FacelibError
 from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
-from facelib.pipeline import FaceSet, pk_indices, random_triplet_indices, training_split
+from facelib.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices, training_split
 from facelib.preprocess import read_manifest
 from facelib.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
 
@@ -57,9 +57,19 @@ def test_pk_batches_give_single_picture_people_their_share_of_the_slots():
         assert set(index[labels == singles[0]]) == {faces.offsets[singles[0]]}  # its one picture, twice
         drawn |= set(singles)
     assert len(drawn) == 6  # every one of them is drawn
-    without = _faces([2, 3, 4, 5, 2, 3])
-    index = pk_indices(without, p=4, k=2, seed=0)(tf.constant(3, tf.int64))[0].numpy()
-    assert all(without.counts[np.searchsorted(without.offsets, i, side="right") - 1] >= 2 for i in index)
+
+
+def test_pk_batches_without_single_picture_people_are_the_stream_runs_resume_by():
+    """The identities of a batch as drawn before people with one picture could join:
+    a resumed run must get the same batches."""
+    faces = _faces([2, 3, 4, 5, 2, 3, 9, 4])
+    sample = pk_indices(faces, p=4, k=2, seed=3)
+    for step in range(10):
+        before = tf.random.experimental.stateless_shuffle(
+            tf.range(len(faces.identities), dtype=tf.int64), _seed(3, tf.constant(step, tf.int64), 1)
+        )[:4]
+        labels = sample(tf.constant(step, tf.int64))[1].numpy()
+        assert np.array_equal(labels, np.repeat(before.numpy(), 2))
 
 
 def test_single_picture_people_join_training_but_never_validation(smoke_crops):
@@ -72,7 +82,51 @@ def test_single_picture_people_join_training_but_never_validation(smoke_crops):
     assert more.validation.identities == plain.validation.identities
 
 
-def test_ema_scores_and_saves_the_average_and_trains_on_the_weights():
+def test_single_picture_people_are_capped_with_the_identities(smoke_crops):
+    capped = training_split(smoke_crops, max_identities=6, single_picture_people=True)
+    everyone = training_split(smoke_crops, single_picture_people=True)
+    plain = training_split(smoke_crops, max_identities=6)
+    added = set(capped.train.identities) - set(plain.train.identities)
+    assert (
+        0
+        < len(added)
+        < len(set(everyone.train.identities) - set(training_split(smoke_crops).train.identities))
+    )
+
+
+def test_ema_validates_and_saves_the_average_also_when_resumed_after_the_last_epoch(smoke_crops, monkeypatch):
+    """With `ema` the saved model is the optimizer's average of the weights, whether
+    fit ended the run or a --resume found every epoch trained and only saved it."""
+    import facelib.train as t
+
+    cfg = TrainConfig.preset("smoke", settings={"ema": 0.5, "single_picture_people": True})
+    seen = {}
+
+    class Averages(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):  # fit has put the averages in the weights
+            averages = self.model.optimizer._model_variables_moving_average
+            assert all(
+                np.array_equal(v.numpy(), a.numpy())
+                for v, a in zip(self.model.trainable_variables, averages, strict=True)
+            )
+            seen["weights"] = [w.copy() for w in self.model.get_weights()]
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before saving")
+
+    monkeypatch.setattr(t, "save_model_folder", stop)
+    with pytest.raises(RuntimeError, match="before saving"):
+        train(cfg, "ema-resumed", verbose=0, extra_callbacks=[Averages()])
+    monkeypatch.undo()
+    folder = train_or_resume(cfg, "ema-resumed", verbose=0)
+    model, card = load_model_folder(folder)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), seen["weights"], strict=True))
+    assert len(card["training_identities"]) > len(
+        training_split(smoke_crops, max_identities=24).train.identities
+    )
+
+
+def test_averaged_weights_swaps_the_average_in_and_back_out():
     from facelib.train import averaged_weights, make_optimizer
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -88,10 +142,6 @@ def test_ema_scores_and_saves_the_average_and_trains_on_the_weights():
     assert all(np.allclose(a, b) for a, b in zip(inside, average, strict=True))
     assert not all(np.allclose(a, b) for a, b in zip(inside, trained, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained, strict=True))
-    with pytest.raises(ConfigError, match="ema"):
-        TrainConfig(ema=1.0)
-    with pytest.raises(ConfigError, match="P×K"):
-        TrainConfig(mining="random", single_picture_people=True)
 
 
 def test_random_triplets_pair_two_images_of_one_person_with_another_person():
@@ -322,6 +372,8 @@ def test_set_values_reach_the_config_as_given_and_plain_none_keeps_the_preset():
         ({"weight_decay": -1.0, "optimizer": "adamw"}, "weight_decay must be 0 or more"),
         ({"precision": "float64"}, "precision must be one of auto, float32, bfloat16, float16"),
         ({"minutes": 0}, "minutes must be above 0"),
+        ({"ema": 1.0}, "ema is a momentum"),
+        ({"mining": "random", "single_picture_people": True}, "needs P×K batches"),
     ],
 )
 def test_impossible_settings_are_refused(settings, message):

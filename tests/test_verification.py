@@ -53,9 +53,28 @@ def test_flip_tta_embeds_each_face_as_the_mean_with_its_mirror_image(verifier, l
     crops = [verifier.face_crop(_lfw(lfw_root, "George_W_Bush", n))[0] for n in (1, 2)]
     plain = verifier.embed_crops(crops)
     mirrored = verifier.embed_crops([np.ascontiguousarray(c[:, ::-1]) for c in crops])
-    tta = FaceVerifier(verifier.folder, tta=True).embed_crops(crops)
+    tta = FaceVerifier(verifier.folder, tta=True, threshold=1.0).embed_crops(crops)
     np.testing.assert_allclose(tta, mean_embedding(plain, mirrored), atol=1e-5)
     assert not np.allclose(tta, plain, atol=1e-4)
+
+
+def test_flip_tta_takes_the_threshold_evaluate_set_for_it(smoke_model, tmp_path):
+    import shutil
+
+    from facelib.errors import FacelibError
+
+    folder = tmp_path / "model"
+    shutil.copytree(smoke_model, folder)
+    with pytest.raises(FacelibError, match="evaluate --tta"):
+        FaceVerifier(folder, tta=True)
+    card = json.loads((folder / "card.json").read_text())
+    card.setdefault("evaluations", []).append(
+        {"tta": True, "metrics": {"view1": {"threshold": 1.2}, "view1 +TTA": {"threshold": 0.9}}}
+    )
+    (folder / "card.json").write_text(json.dumps(card))
+    flipped = FaceVerifier(folder, tta=True)
+    assert flipped.threshold == 0.9 and "test-time" in flipped.threshold_source
+    assert FaceVerifier(folder).threshold != 0.9  # plain embeddings keep the card's
 
 
 def _jpeg(rgb: np.ndarray, **options) -> bytes:
