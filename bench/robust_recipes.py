@@ -52,11 +52,6 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "YuNet crops (box, eyes levelled on its landmarks) instead of Haar",
         {"crops": "lfw-deepfunneled-yunet-160"},
     ),
-    "ema": (
-        "yunet",
-        "an exponential moving average of the weights (momentum 0.999), saved as the model",
-        {"ema": 0.999},
-    ),
     "singles": (
         "yunet",
         "View 1's training people with one picture as CosFace classes and negatives (2,854 more)",

@@ -13,7 +13,6 @@ with card.json beside it; the backup is removed only after both exist.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -138,34 +137,9 @@ def auto_precision() -> str:
 
 
 def make_optimizer(cfg: TrainConfig, schedule) -> keras.optimizers.Optimizer:
-    ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
-    return keras.optimizers.Adam(schedule, **ema)
-
-
-def uses_ema(optimizer: keras.optimizers.Optimizer) -> bool:
-    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
-
-
-@contextlib.contextmanager
-def averaged_weights(model: keras.Model):
-    """Within the block the model holds its optimizer's moving average of the weights
-    (runs with `ema`), the weights it trains with again after; without EMA, no change.
-    (keras.callbacks.SwapEMAWeights does this around `model.evaluate`; facelib validates
-    in its own callback.) Batch-norm statistics are not averaged: they stay those of the
-    weights being trained."""
-    if not uses_ema(model.optimizer) or not model.optimizer.built:
-        yield
-        return
-    variables = model.trainable_variables
-    training = [variable.numpy() for variable in variables]
-    model.optimizer.finalize_variable_values(variables)
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, training, strict=True):
-            variable.assign(value)
+        return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(schedule)
 
 
 class PlannedCosineDecay(keras.optimizers.schedules.CosineDecay):
@@ -386,8 +360,7 @@ class ValidationAUC(keras.callbacks.Callback):
         return best_threshold(self.distances(model), self.same.astype(bool))
 
     def on_epoch_end(self, epoch, logs=None):
-        with averaged_weights(self.model):  # what would be saved: with EMA, the average
-            distances = self.distances(self.embedding_model or self.model)
+        distances = self.distances(self.embedding_model or self.model)
         if logs is not None:
             logs["val_auc"] = verification_auc(distances, self.same)
             logs["val_gap"] = float(distances[self.same == 0].mean() - distances[self.same == 1].mean())
@@ -783,14 +756,6 @@ def _train(
     elif plan.budget_minutes is not None:
         print(f"{run_name}: keeping the plan it started with ({PLAN})")
     print(plan.describe(cfg.batch_images), flush=True)
-    if cfg.ema and plan.total_steps < 5 / (1 - cfg.ema):
-        # Keras's average starts from the first step's weights, without a warm-up.
-        print(
-            f"note: ema {cfg.ema:g} averages over about {1 / (1 - cfg.ema):,.0f} steps; in "
-            f"{plan.total_steps:,} steps {100 * cfg.ema**plan.total_steps:.0f}% of the saved model "
-            "is still the first step's weights",
-            flush=True,
-        )
     data = stream(start_epoch * plan.steps_per_epoch)
     if several_workers(dist):
         _fit_across_workers(model, dist, data.element_spec)
@@ -820,9 +785,6 @@ def _train(
     else:
         print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
     steps_run = int(model.optimizer.iterations.numpy())  # the optimizer's count, resumed ones too
-    # With EMA the average becomes the model (fit does it too, but not when it had no epoch left).
-    if model.optimizer.built:
-        model.optimizer.finalize_variable_values(model.trainable_variables)
     if model.stop_training and not np.isfinite(embedding_model.get_weights()[-1]).all():
         raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
     # Layers keep the policy they were built under, and a saved model keeps its layers'

@@ -54,9 +54,6 @@ class TrainConfig:
     augmentation: str = "basic"  # basic | strong | lighting | lighting-mild | robust (pipeline.augment)
     weight_decay: float = 0.0  # adamw only
     crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
-    # An exponential moving average of the weights (this momentum; 0: none) is what
-    # validation scores and what is saved as the model.
-    ema: float = 0.0
     # View 1's training people with one picture (2,854) as well: classes of the CosFace
     # head and negatives, their positive pair one picture augmented twice (pipeline.pk_indices).
     single_picture_people: bool = False
@@ -100,8 +97,6 @@ class TrainConfig:
                 "single_picture_people needs P×K batches (mining batch_hard or batch_semihard): "
                 "a random triplet needs two pictures of its person"
             )
-        if not 0 <= self.ema < 1:
-            raise ConfigError(f"ema is a momentum from 0 (none) up to below 1, not {self.ema}")
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be above 0, not {self.minutes}")
 

@@ -94,54 +94,14 @@ def test_single_picture_people_are_capped_with_the_identities(smoke_crops):
     )
 
 
-def test_ema_validates_and_saves_the_average_also_when_resumed_after_the_last_epoch(smoke_crops, monkeypatch):
-    """With `ema` the saved model is the optimizer's average of the weights, whether
-    fit ended the run or a --resume found every epoch trained and only saved it."""
-    import facelib.train as t
-
-    cfg = TrainConfig.preset("smoke", settings={"ema": 0.5, "single_picture_people": True})
-    seen = {}
-
-    class Averages(keras.callbacks.Callback):
-        def on_train_end(self, logs=None):  # fit has put the averages in the weights
-            averages = self.model.optimizer._model_variables_moving_average
-            assert all(
-                np.array_equal(v.numpy(), a.numpy())
-                for v, a in zip(self.model.trainable_variables, averages, strict=True)
-            )
-            seen["weights"] = [w.copy() for w in self.model.get_weights()]
-
-    def stop(*args, **kwargs):
-        raise RuntimeError("stopped before saving")
-
-    monkeypatch.setattr(t, "save_model_folder", stop)
-    with pytest.raises(RuntimeError, match="before saving"):
-        train(cfg, "ema-resumed", verbose=0, extra_callbacks=[Averages()])
-    monkeypatch.undo()
-    folder = train_or_resume(cfg, "ema-resumed", verbose=0)
-    model, card = load_model_folder(folder)
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), seen["weights"], strict=True))
-    assert len(card["training_identities"]) > len(
-        training_split(smoke_crops, max_identities=24).train.identities
-    )
-
-
-def test_averaged_weights_swaps_the_average_in_and_back_out():
-    from facelib.train import averaged_weights, make_optimizer
-
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    cfg = TrainConfig(ema=0.5)
-    model.compile(optimizer=make_optimizer(cfg, 0.1), loss="mse")
-    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
-    for _ in range(3):
-        model.train_on_batch(x, y)
-    trained = [w.copy() for w in model.get_weights()]
-    average = [v.numpy() for v in model.optimizer._model_variables_moving_average]
-    with averaged_weights(model):
-        inside = model.get_weights()
-    assert all(np.allclose(a, b) for a, b in zip(inside, average, strict=True))
-    assert not all(np.allclose(a, b) for a, b in zip(inside, trained, strict=True))
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained, strict=True))
+def test_a_run_with_single_picture_people_trains_them_as_classes(smoke_crops, capsys):
+    cfg = TrainConfig.preset("smoke", settings={"single_picture_people": True, "classifier": "cosface"})
+    folder = train(cfg, "with-singles", verbose=0)
+    card = json.loads((folder / "card.json").read_text())
+    plain = training_split(smoke_crops, max_identities=24).train.identities
+    added = set(card["training_identities"]) - set(plain)
+    assert added and not added & set(card["validation_identities"])
+    assert f"({len(added)} with one picture)" in capsys.readouterr().out
 
 
 def test_random_triplets_pair_two_images_of_one_person_with_another_person():
@@ -372,7 +332,6 @@ def test_set_values_reach_the_config_as_given_and_plain_none_keeps_the_preset():
         ({"weight_decay": -1.0, "optimizer": "adamw"}, "weight_decay must be 0 or more"),
         ({"precision": "float64"}, "precision must be one of auto, float32, bfloat16, float16"),
         ({"minutes": 0}, "minutes must be above 0"),
-        ({"ema": 1.0}, "ema is a momentum"),
         ({"mining": "random", "single_picture_people": True}, "needs P×K batches"),
     ],
 )

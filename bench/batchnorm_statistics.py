@@ -1,0 +1,91 @@
+"""Validation AUC of a model before and after its batch-norm statistics are estimated again.
+
+    python bench/batchnorm_statistics.py RUN [RUN…] [--batches 300] [--save-as=SUFFIX]
+
+Batch normalisation keeps running means and variances of the activations, gathered
+while the weights trained. A model whose weights were changed afterwards (an average
+of the weights over the last steps, as an EMA gives) keeps statistics that no longer
+fit them. This passes `--batches` training batches (the run's own P × K sampling and
+augmentation, no weight update) through the model in training mode, which refreshes
+the statistics, and scores the validation pairs training scored (300 + 300 pairs of
+held-out training-side people) before and after. A model trained normally should not
+change; `--save-as=-bn` keeps the refreshed model as models/RUN-bn, for the
+robustness suite (`facelib evaluate --robustness --model RUN-bn`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+
+def validation_auc(model, split, card: dict) -> tuple[float, float]:
+    """AUC and the most accurate threshold on the run's validation pairs."""
+    from facelib.decision import embedding_distance
+    from facelib.evaluate import best_threshold
+    from facelib.pipeline import embed_files, validation_pairs
+    from facelib.train import verification_auc
+
+    cfg = card["config"]
+    left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], cfg["seed"])
+    embeddings = embed_files(model, split.validation.paths, card["input_size"])
+    distances = embedding_distance(embeddings[left], embeddings[right])
+    return verification_auc(distances, same), best_threshold(distances, same.astype(bool))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--batches", type=int, default=300)
+    parser.add_argument("--save-as", metavar="SUFFIX", help="keep each refreshed model as models/RUN+SUFFIX")
+    args = parser.parse_args()
+
+    from facelib import config
+    from facelib.model import load_model_folder, save_model_folder
+    from facelib.pipeline import training_dataset, training_split
+
+    print(f"Machine: {machine()}")
+    for run in args.runs:
+        model, card = load_model_folder(config.models_dir() / run)
+        cfg = card["config"]
+        crops = config.processed_dir() / cfg["crops"]
+        split = training_split(crops, cfg["validation_fraction"], cfg["seed"], cfg["max_identities"])
+        before, _ = validation_auc(model, split, card)
+        batches = training_dataset(
+            split.train.with_at_least(2),
+            "batch_hard",
+            cfg["p"],
+            cfg["k"],
+            card["input_size"],
+            seed=cfg["seed"] + 1,  # other batches than the run's first ones
+            augmentation=cfg["augmentation"],
+        ).take(args.batches)
+        for images, _labels in batches:
+            model(images, training=True)  # updates the moving statistics, not the weights
+        after, threshold = validation_auc(model, split, card)
+        print(f"{run}: validation AUC {before:.4f} → {after:.4f} with statistics from {args.batches} batches")
+        if args.save_as:
+            name = run + args.save_as
+            save_model_folder(
+                config.models_dir() / name,
+                model,
+                {
+                    **{
+                        k: v
+                        for k, v in card.items()
+                        if k not in ("threshold", "metrics", "evaluations", "open_set")
+                    },
+                    "name": name,
+                    "validation_threshold": threshold,
+                    "batchnorm_statistics": f"{run}'s weights; statistics of {args.batches} training batches",
+                },
+            )
+            print(f"  saved as models/{name}")
+
+
+if __name__ == "__main__":
+    main()
