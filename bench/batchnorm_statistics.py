@@ -7,7 +7,8 @@ while the weights trained. A model whose weights were changed afterwards (an ave
 of the weights over the last steps, as an EMA gives) keeps statistics that no longer
 fit them. This passes `--batches` training batches (the run's own P × K sampling and
 augmentation, no weight update) through the model in training mode, which refreshes
-the statistics, and scores the validation pairs training scored (300 + 300 pairs of
+the statistics (Keras's running average, momentum 0.99: after 300 batches about 95%
+of them come from these batches), and scores the validation pairs training scored (300 + 300 pairs of
 held-out training-side people) before and after. A model trained normally should not
 change; `--save-as=-bn` keeps the refreshed model as models/RUN-bn, for the
 robustness suite (`facelib evaluate --robustness --model RUN-bn`).
@@ -53,10 +54,11 @@ def main() -> None:
         model, card = load_model_folder(config.models_dir() / run)
         cfg = card["config"]
         crops = config.processed_dir() / cfg["crops"]
-        split = training_split(crops, cfg["validation_fraction"], cfg["seed"], cfg["max_identities"])
+        singles = cfg.get("single_picture_people", False)
+        split = training_split(crops, cfg["validation_fraction"], cfg["seed"], cfg["max_identities"], singles)
         before, _ = validation_auc(model, split, card)
         batches = training_dataset(
-            split.train.with_at_least(2),
+            split.train.with_at_least(1 if singles else 2),
             "batch_hard",
             cfg["p"],
             cfg["k"],
@@ -77,7 +79,7 @@ def main() -> None:
                     **{
                         k: v
                         for k, v in card.items()
-                        if k not in ("threshold", "metrics", "evaluations", "open_set")
+                        if k not in ("threshold", "metrics", "evaluations", "open_set", "history")
                     },
                     "name": name,
                     "validation_threshold": threshold,

@@ -128,6 +128,7 @@ def main() -> None:
     tta_goal = "met" if off["tta p50"] <= 60 else "not met"
     body = f"""
 Command: `python bench/verify_speed.py{f" --model {args.model}" if args.model else ""} --pairs {args.pairs} --rounds {args.rounds}`
+(the Machine line names the parent process's oneDNN state; each setting below runs in a child of its own)
 Machine: {machine()}; model `{off["model"]}` ({off["input_size"]} px), detector {off["detector"]};
 {off["pairs"]} View 1 test pairs with a face in both pictures. Each oneDNN setting in a process of its own,
 alternating; best of {args.rounds} rounds. facelib runs `verify` with oneDNN off (`facelib.machine`).

@@ -111,10 +111,11 @@ def pk_indices(faces: FaceSet, p: int, k: int, seed: int):
     """A function batch_index → (image indices [P*K], labels [P*K]): P distinct
     identities, K images each (without repeats where the identity has ≥ K).
 
-    People with one picture (training_split's single_picture_people) fill a share of
-    the P slots equal to their share of the pictures, so that every picture is drawn
-    about as often: their K images are one picture, augmented K ways, an easy positive
-    pair for the triplet loss, a class for the margin-softmax head, a negative for all."""
+    People with one picture (training_split's single_picture_people, and people with
+    one usable crop then) fill a share of the P slots equal to their share of the
+    pictures (at least one, at most P − 2), so that every picture is drawn about as
+    often: their K images are one picture, augmented K ways, an easy positive pair for
+    the triplet loss, a class for the margin-softmax head, a negative for all."""
     counts = tf.constant(faces.counts)
     offsets = tf.constant(faces.offsets)
     several = np.flatnonzero(faces.counts >= 2)

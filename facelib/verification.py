@@ -120,6 +120,11 @@ class FaceVerifier:
         self.calibration = None
         from facelib.identification import CARD
 
+        if tta and calibration not in (None, CARD):
+            raise FacelibError(
+                f"calibration {calibration!r} was made of plain embeddings: it does not fit flip "
+                "test-time augmentation (tta)"
+            )
         if calibration is not None and calibration != CARD:  # "lfw": the card's own
             from facelib.identification import load_calibration
 
@@ -186,6 +191,9 @@ class FaceVerifier:
         evaluated before it existed)."""
         from facelib.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
 
+        if self.tta:
+            raise FacelibError("the open-set curves are made of plain embeddings: identify without tta")
+
         if self.calibration is not None and self.calibration.curve is not None:
             curve = self.calibration.curve
         else:
@@ -197,6 +205,11 @@ class FaceVerifier:
     def use_calibration(self, calibration) -> None:
         """Switch to `calibration` (an identification.Calibration) without loading the
         model again: its threshold for verify, its impostor curve for identification."""
+        if self.tta:
+            raise FacelibError(
+                f"calibration {calibration.name!r} was made of plain embeddings: it does not fit "
+                "flip test-time augmentation (tta)"
+            )
         self.calibration = calibration
         self.threshold = calibration.threshold
         self.threshold_source = f"calibration {calibration.name!r} ({calibration.threshold_source})"
@@ -265,10 +278,14 @@ class FaceVerifier:
 
 
 def tta_threshold(card: dict, folder: Path) -> tuple[float, str]:
-    """The View 1 threshold of the newest `facelib evaluate --tta` of the model: flip
-    test-time augmentation brings a pair's embeddings closer, so the plain one does not fit."""
+    """The View 1 threshold of the newest `facelib evaluate --tta` of the model on the
+    crops its threshold was set on: flip test-time augmentation brings a pair's
+    embeddings closer, so the plain threshold does not fit."""
+    crops = card.get("crops") or card.get("config", {}).get("crops")
     for evaluation in reversed(card.get("evaluations", [])):
-        row = evaluation.get("metrics", {}).get("view1 +TTA") if evaluation.get("tta") else None
+        if not evaluation.get("tta") or evaluation.get("crops", crops) != crops:
+            continue
+        row = evaluation.get("metrics", {}).get("view1 +TTA")
         if row and row.get("threshold") is not None:
             return float(
                 row["threshold"]

@@ -168,6 +168,11 @@ def test_evaluating_again_keeps_the_threshold_unless_recalibrating(run_name, few
     assert "kept the calibrated threshold 0.1230" in again.threshold_note
     assert [e["threshold"] for e in card["evaluations"]] == [first.rows[0].threshold, again.rows[0].threshold]
     assert [e["tta"] for e in card["evaluations"]] == [False, True]
+    # A TTA verifier is judged by this evaluation's TTA row, not by the card's threshold.
+    from facelib.verification import tta_threshold
+
+    (tta_row,) = [r for r in again.rows if r.protocol == "view1 +TTA"]
+    assert tta_threshold(card, folder)[0] == tta_row.threshold != card["threshold"]
     assert all(e["date"] and e["crops"] == CROPS_96 and e["view2"] is False for e in card["evaluations"])
 
     recalibrated = evaluate_model(run_name, view2=False, recalibrate=True, progress=False)

@@ -102,6 +102,8 @@ def test_a_run_with_single_picture_people_trains_them_as_classes(smoke_crops, ca
     added = set(card["training_identities"]) - set(plain)
     assert added and not added & set(card["validation_identities"])
     assert f"({len(added)} with one picture)" in capsys.readouterr().out
+    plain_images = training_split(smoke_crops, max_identities=24).train.with_at_least(2).images
+    assert card["training_images"] == plain_images + len(added)  # one picture each
 
 
 def test_random_triplets_pair_two_images_of_one_person_with_another_person():

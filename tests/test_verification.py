@@ -75,6 +75,14 @@ def test_flip_tta_takes_the_threshold_evaluate_set_for_it(smoke_model, tmp_path)
     flipped = FaceVerifier(folder, tta=True)
     assert flipped.threshold == 0.9 and "test-time" in flipped.threshold_source
     assert FaceVerifier(folder).threshold != 0.9  # plain embeddings keep the card's
+    card["evaluations"][-1]["crops"] = "other-crops"  # evaluated on crops the card's threshold was not
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(FacelibError, match="evaluate --tta"):
+        FaceVerifier(folder, tta=True)
+    with pytest.raises(FacelibError, match="plain embeddings"):
+        FaceVerifier(folder, tta=True, threshold=1.0, calibration="mine")
+    with pytest.raises(FacelibError, match="plain embeddings"):
+        FaceVerifier(folder, tta=True, threshold=1.0).open_set_rule()
 
 
 def _jpeg(rgb: np.ndarray, **options) -> bytes:
