@@ -184,6 +184,7 @@ def _unit(*values: float) -> np.ndarray:
 class FakeVerifier:
     def __init__(self, folder):
         self.folder, self.threshold, self.threshold_source, self.calibration = folder, 0.9, "card", None
+        self.tta = False  # as FaceVerifier's default
         self.curve = ImpostorCurve(FAR_GRID, (OPEN_SET_THRESHOLD,) * len(FAR_GRID), 1000, "chosen")
 
     @property
