@@ -25,16 +25,14 @@ from common import machine  # noqa: E402
 
 
 def validation_auc(model, split, card: dict) -> tuple[float, float]:
-    """AUC and the most accurate threshold on the run's validation pairs."""
-    from facelib.decision import embedding_distance
+    """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
     from facelib.evaluate import best_threshold
-    from facelib.pipeline import embed_files, validation_pairs
-    from facelib.train import verification_auc
+    from facelib.pipeline import validation_pairs
+    from facelib.train import ValidationAUC, verification_auc
 
     cfg = card["config"]
     left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], cfg["seed"])
-    embeddings = embed_files(model, split.validation.paths, card["input_size"])
-    distances = embedding_distance(embeddings[left], embeddings[right])
+    distances = ValidationAUC(split.validation.paths, left, right, same, card["input_size"]).distances(model)
     return verification_auc(distances, same), best_threshold(distances, same.astype(bool))
 
 

@@ -3,7 +3,8 @@
     python bench/verify_speed.py [--model DIR] [--pairs 200] [--rounds 2]
 
 For LFW View 1 test pairs: (a) `FaceVerifier.verify(path1, path2)`: read, decode,
-detect, crop and embed both pictures, and the same with flip test-time augmentation; (b) the model alone on the two ready crops,
+detect, crop and embed both pictures, and the same with flip test-time augmentation;
+(b) the model alone on the two ready crops,
 through the same compiled function verify uses (the fair baseline); (c) the same
 model called eagerly, as facelib did before; and batched `embed` throughput. Each
 figure with TensorFlow's oneDNN kernels off and on, each setting in a process of its
