@@ -57,6 +57,21 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "View 1's training people with one picture as CosFace classes and negatives (2,854 more)",
         {"single_picture_people": True},
     ),
+    "five-point": (
+        "yunet",
+        "YuNet crops warped so that its 5 landmarks sit on a template (margin 0.1)",
+        {"crops": "lfw-deepfunneled-yunet-160-5pt"},
+    ),
+    "dim64": (
+        "yunet",
+        "a 64-dimensional embedding instead of 128",
+        {"embedding_dim": 64},
+    ),
+    "lighting-mild": (
+        "yunet",
+        "lighting augmentation on a third of the pictures, the rest as basic leaves them",
+        {"augmentation": "lighting-mild"},
+    ),
 }
 ROWS = ["lighting", "scale", "blur", "jpeg", "rotation", "turn", "tight", "loose", "offset"]
 
