@@ -118,12 +118,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
-    from facelib.model import read_card
+    from facelib.model import ModelCard
 
     if not strategy().extended.should_checkpoint:  # a non-chief worker of a multi-worker run
         print(f"worker finished; the chief worker saves the model in {folder}")
         return
-    history = read_card(folder)["history"]
+    history = ModelCard.load(folder).history
     print(
         f"model: {folder}\n"
         f"  epochs {history['epochs']}, final loss {history['final_loss']:.4f}, "
@@ -159,7 +159,7 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from facelib.evaluate import evaluate_model, print_table
-    from facelib.model import newest_model_folder, read_card, resolve_model_folder
+    from facelib.model import ModelCard, newest_model_folder, resolve_model_folder
 
     if args.robustness:
         evaluate_robustness(args)
@@ -185,10 +185,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise FacelibError("--pairs and --calibration go with --images FOLDER")
     folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
-        card = read_card(folder)
-        if "threshold" in card:
+        card = ModelCard.load(folder)
+        if card.threshold is not None:
             print(
-                f"{folder.name} is already evaluated (threshold {card['threshold']:.4f} in its card); "
+                f"{folder.name} is already evaluated (threshold {card.threshold:.4f} in its card); "
                 "skipping (run without --if-needed to evaluate it again)"
             )
             return
@@ -518,8 +518,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from sklearn.metrics import roc_auc_score
 
     from facelib import folders
+    from facelib.calibration import calibration_from_embeddings, calibration_path, save_calibration
     from facelib.evaluate import equal_error_rate, verdict_accuracy
-    from facelib.identification import calibration_from_embeddings, calibration_path, save_calibration
 
     # The name is checked before anything loads: blank, 'lfw' (the card's) or like a path fails at once.
     name = args.name if args.name is not None else Path(args.images).expanduser().resolve().name

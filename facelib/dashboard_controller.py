@@ -31,10 +31,18 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from facelib.calibration import (
+    CARD,
+    Calibration,
+    calibration_from_embeddings,
+    calibration_path,
+    load_calibration,
+    save_calibration,
+)
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
 from facelib.gallery import Gallery, model_id
-from facelib.identification import DEFAULT_FPIR, Calibration, Decision
+from facelib.identification import DEFAULT_FPIR, Decision
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +380,7 @@ class DashboardController:
     @property
     def calibration_name(self) -> str:
         """The calibration the thresholds come from: "lfw" (the model card's) or a named one."""
-        return getattr(self.verifier, "calibration_name", "lfw")
+        return getattr(self.verifier, "calibration_name", CARD)
 
     def set_identification(self, fpir: float | None = None, margin: float | None = None) -> Outcome:
         """Change the open-set rule: `fpir`, the share of strangers who may be given a
@@ -480,16 +488,12 @@ class DashboardController:
         )
 
     def _saved_gallery_calibration(self) -> Path | None:
-        from facelib.identification import calibration_path
-
         folder = getattr(self.verifier, "folder", None)
         return calibration_path(folder, GALLERY_CALIBRATION) if folder is not None else None
 
     def gallery_calibration(self) -> Calibration:
         """Thresholds measured on the enrolled templates, as `facelib calibrate` measures
-        them on a folder (`identification.calibration_from_embeddings`)."""
-        from facelib.identification import calibration_from_embeddings
-
+        them on a folder (`calibration.calibration_from_embeddings`)."""
         ready, why = self.gallery_calibration_readiness()
         if not ready:
             raise FacelibError(why)
@@ -530,8 +534,6 @@ class DashboardController:
         """Measure the thresholds on the gallery, save them as the model's calibration
         "gallery" (replacing one saved before, and saying so) and use them on this page
         until it is reloaded: for verdicts and for identification."""
-        from facelib.identification import load_calibration, save_calibration
-
         start = time.perf_counter()
         with self.busy:
             try:
