@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 
 from facelib import config, datasets
+from facelib.calibration import validation_curve
 from facelib.card import ModelCard
 from facelib.datasets import Pair
 from facelib.decision import embedding_distance, same_person
@@ -380,7 +381,7 @@ def evaluate_model(
     curve, curve_note = None, ""
     if card.open_set is None or recalibrate:
         try:
-            curve = validation_impostor_curve(model, card).to_dict()
+            curve = validation_curve(model, card).to_dict()
         except FacelibError as exc:  # identification only: the scores above still stand
             curve_note = f"; no open-set calibration: {exc}"
 
@@ -393,29 +394,6 @@ def evaluate_model(
     evaluation.threshold_note += curve_note
     save_evaluation(folder, evaluation, crops_root)
     return evaluation
-
-
-def validation_impostor_curve(model, card: ModelCard):
-    """The open-set calibration of a model: distances between pictures of different
-    *validation* people (training side, never trained on, never test people)."""
-    from facelib.identification import ImpostorCurve
-    from facelib.pipeline import FaceSet, embed_files
-    from facelib.preprocess import read_manifest
-
-    crops_root = config.processed_dir() / card.training_crops
-    people = card.validation_identities
-    faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
-    if len(faces.identities) < 2:
-        raise FacelibError(
-            f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
-        )
-    embeddings = embed_files(model, faces.paths, card.input_size)
-    labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
-    source = (
-        f"validation people of the training side: {len(faces.identities)} people, "
-        f"{faces.images} pictures ({Path(crops_root).name})"
-    )
-    return ImpostorCurve.from_embeddings(embeddings, labels, source)
 
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:

@@ -316,14 +316,14 @@ def calibration_curve(model, card: ModelCard):
     """The model's impostor curve: the card's (`facelib evaluate` saves it), else
     measured now on its validation people (the card is not changed). With where it
     came from, or (None, why not)."""
-    from facelib.evaluate import validation_impostor_curve
+    from facelib.calibration import validation_curve
     from facelib.identification import ImpostorCurve
 
     if card.open_set:
         curve = ImpostorCurve.from_dict(card.open_set)
         return curve, f"the card's (`facelib evaluate`): {curve.source}, {curve.pairs:,} pairs"
     try:
-        curve = validation_impostor_curve(model, card)
+        curve = validation_curve(model, card)
     except FacelibError as exc:
         return None, f"none: the card has no open-set calibration and it could not be measured ({exc})"
     return curve, f"measured now, the card has none yet: {curve.source}, {curve.pairs:,} pairs"

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from facelib import config, machine
+from facelib.calibration import validation_curve
 from facelib.card import ModelCard
 from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
@@ -828,6 +829,10 @@ def _train(
         keras=keras.__version__,
         tensorflow=tf.__version__,
     )
+    try:  # identification works without `facelib evaluate`
+        card.open_set = validation_curve(model, card).to_dict()
+    except FacelibError as exc:
+        print(f"{run_name}: no open-set curve ({exc})")
     save_model_folder(folder, model, card)
     remove_backup(backup)  # only now: until model.keras and card.json exist, it is the run
     return folder
