@@ -9,6 +9,11 @@ identities, a row in history.csv, then a backup of the full training state, so
 `--resume` continues from the last complete epoch after a crash or kill, with the
 data stream at the step it had reached. The final model.keras is written atomically,
 with card.json beside it; the backup is removed only after both exist.
+
+The run's pieces, each in its own module: run_folder (what an earlier attempt left,
+the backup, history.csv), budget (the plan and its calibration), distribution
+(strategies and the Keras multi-worker workaround), assembly (model, losses,
+optimizer, schedule) and training_callbacks.
 """
 
 from __future__ import annotations
