@@ -1,6 +1,11 @@
 """Shared fixtures. Every test session gets its own FACELIB_HOME in a temp folder
 (set before any notebook kernel starts, so nbval's kernels inherit it), the `smoke`
-preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR."""
+preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR.
+
+Tests that need the LFW mirror carry the `mirror` marker, set here from each test's
+fixtures so that it cannot drift from what the test uses (a test that reached the mirror
+some other way would say so with its own mark); `pytest -m "not mirror"` runs the rest,
+which pass without the mirror."""
 
 from __future__ import annotations
 
@@ -18,6 +23,15 @@ os.environ["FACELIB_PRESET"] = "smoke"
 # suite passes with them (facelib may choose them off for some work on some CPUs, and
 # tests/test_machine.py compares both); a value set by whoever runs the tests wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # fixturenames is the closure: a test using lfw_root, smoke_model or any fixture
+        # built on them holds `mirror` too. Notebooks (nbval's cells, no fixtures) read
+        # LFW and train or load the smoke model.
+        if item.path.suffix == ".ipynb" or "mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mirror)
 
 
 def pytest_unconfigure(config):
