@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import skip_or_fail
 
 _HOME = Path(tempfile.mkdtemp(prefix="facelib-test-home-"))
 os.environ["FACELIB_HOME"] = str(_HOME)
@@ -48,9 +49,7 @@ def mirror() -> Path:
             "FACELIB_MIRROR is not set to a folder holding lfw/ "
             "(run tests with `make test`, which sets it when ../shared/mirror exists)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
     return Path(value)
 
 

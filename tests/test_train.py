@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import free_port
 
 from facelib import config, datasets
 from facelib.errors import ConfigError, FacelibError
@@ -265,12 +266,7 @@ def test_a_folder_that_is_no_whole_training_run_is_refused(smoke_crops):
 
 def test_multi_worker_strategy_trains_with_one_worker(smoke_crops, tmp_path):
     """The TF_CONFIG code path (MultiWorkerMirroredStrategy), one worker on loopback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{free_port()}"]}, "task": {"type": "worker", "index": 0}}
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
     result = subprocess.run(
         [
