@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 SAMPLE_PAIRS = 40  # View 1 test pairs of each kind measured for the served model
 CHROMIUM = "/usr/bin/chromium"
