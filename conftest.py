@@ -2,15 +2,17 @@
 (set before any notebook kernel starts, so nbval's kernels inherit it), the `smoke`
 preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR.
 
-Tests that need the LFW mirror carry the `mirror` marker, set here from each test's
-fixtures so that it cannot drift from what the test uses (a test that reached the mirror
-some other way would say so with its own mark); `pytest -m "not mirror"` runs the rest,
-which pass without the mirror."""
+Tests come in kinds, told by markers. `mirror`: needs the LFW mirror; set here from each
+test's fixtures, so that it cannot drift from what the test uses (a test that reached the
+mirror some other way would say so with its own mark). `tensorflow`: loads TensorFlow;
+set by the test files, and checked here. A test with neither is a unit test: `make
+test-unit` runs those, `pytest -m "not mirror"` also the TensorFlow ones."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,9 @@ os.environ["FACELIB_PRESET"] = "smoke"
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
+_TENSORFLOW_BEFORE = pytest.StashKey[bool]()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         # fixturenames is the closure: a test using lfw_root, smoke_model or any fixture
@@ -33,6 +38,28 @@ def pytest_collection_modifyitems(config, items):
         # LFW and train or load the smoke model.
         if item.path.suffix == ".ipynb" or "mirror" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mirror)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_TENSORFLOW_BEFORE] = "tensorflow" in sys.modules
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test marked neither `tensorflow` nor `mirror` that loads TensorFlow (in its
+    fixtures or its body) fails, so that the unit tests stay free of it. The check sees
+    only a first load: it holds in a run of one file that imports no TensorFlow."""
+    result = yield
+    if (
+        not item.stash.get(_TENSORFLOW_BEFORE, True)
+        and "tensorflow" in sys.modules
+        and not any(item.iter_markers("tensorflow"))
+        and not any(item.iter_markers("mirror"))
+    ):
+        pytest.fail("this test loads TensorFlow: mark it @pytest.mark.tensorflow", pytrace=False)
+    return result
 
 
 def pytest_unconfigure(config):

@@ -17,6 +17,8 @@ import pytest
 from helpers import free_ports
 from test_losses import reference_batch_hard, reference_semihard
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 # (mining, margin, soft, P, K): every Keras loss facelib trains with. 4×3 = 12 images
 # give each of two replicas 6, two whole identities; with 3×2 the second identity is
 # split between the replicas, and neither slice holds a positive pair of it.

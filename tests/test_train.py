@@ -18,6 +18,8 @@ from facelib.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices,
 from facelib.preprocess import read_manifest
 from facelib.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 def _faces(counts):
     counts = np.array(counts, np.int64)

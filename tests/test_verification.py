@@ -13,6 +13,8 @@ from facelib import FaceVerifier, config
 from facelib.errors import ImageError, ImageTooLargeError, NoFaceError
 from facelib.model import ModelError
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 @pytest.fixture(scope="module")
 def verifier(smoke_model):

@@ -1,6 +1,10 @@
 """Which model the page serves, and what it says when there is none it can use."""
 
+import pytest
+
 from facelib.dashboard import Dashboard
+
+pytestmark = pytest.mark.tensorflow  # Dashboard(...) loads it, a model or none
 
 
 def test_displayed_the_page_names_the_model_it_serves(board, smoke_model):
