@@ -7,6 +7,7 @@
 # make dashboard  only serve the dashboard
 # make doctor     this machine, the math facelib picks for it, and each preset's plan
 # make test   lint, format check, unit + integration tests, notebooks (nbval)
+# make test-unit  only the unit tests: no LFW mirror, no TensorFlow (seconds)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
 
@@ -29,7 +30,7 @@ RUN ?= make-$(PRESET)
 # The dashboard's port on 127.0.0.1.
 PORT ?= 8866
 
-.PHONY: install run dashboard doctor check-wheels test lint bench clean-venv
+.PHONY: install run dashboard doctor check-wheels test test-unit lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +72,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# The markers are conftest.py's: `mirror` (LFW) and `tensorflow`.
+test-unit: install
+	$(BIN)/pytest -m "not mirror and not tensorflow" tests
 
 bench: install
 	$(BIN)/python bench/math_speed.py

@@ -1,15 +1,23 @@
 """Shared fixtures. Every test session gets its own FACELIB_HOME in a temp folder
 (set before any notebook kernel starts, so nbval's kernels inherit it), the `smoke`
-preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR."""
+preset and oneDNN on; the LFW mirror comes from FACELIB_MIRROR.
+
+Tests come in kinds, told by markers. `mirror`: needs the LFW mirror; set here from each
+test's fixtures, so that it cannot drift from what the test uses (a test that reached the
+mirror some other way would say so with its own mark). `tensorflow`: loads TensorFlow;
+set by the test files, and checked here. A test with neither is a unit test: `make
+test-unit` runs those, `pytest -m "not mirror"` also the TensorFlow ones."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import skip_or_fail
 
 _HOME = Path(tempfile.mkdtemp(prefix="facelib-test-home-"))
 os.environ["FACELIB_HOME"] = str(_HOME)
@@ -18,6 +26,40 @@ os.environ["FACELIB_PRESET"] = "smoke"
 # suite passes with them (facelib may choose them off for some work on some CPUs, and
 # tests/test_machine.py compares both); a value set by whoever runs the tests wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+_TENSORFLOW_BEFORE = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # fixturenames is the closure: a test using lfw_root, smoke_model or any fixture
+        # built on them holds `mirror` too. Notebooks (nbval's cells, no fixtures) read
+        # LFW and train or load the smoke model.
+        if item.path.suffix == ".ipynb" or "mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mirror)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_TENSORFLOW_BEFORE] = "tensorflow" in sys.modules
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test marked neither `tensorflow` nor `mirror` that loads TensorFlow (in its
+    fixtures or its body) fails, so that the unit tests stay free of it. The check sees
+    only a first load: it holds in a run of one file that imports no TensorFlow."""
+    result = yield
+    if (
+        not item.stash.get(_TENSORFLOW_BEFORE, True)
+        and "tensorflow" in sys.modules
+        and not any(item.iter_markers("tensorflow"))
+        and not any(item.iter_markers("mirror"))
+    ):
+        pytest.fail("this test loads TensorFlow: mark it @pytest.mark.tensorflow", pytrace=False)
+    return result
 
 
 def pytest_unconfigure(config):
@@ -34,9 +76,7 @@ def mirror() -> Path:
             "FACELIB_MIRROR is not set to a folder holding lfw/ "
             "(run tests with `make test`, which sets it when ../shared/mirror exists)"
         )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(message)
     return Path(value)
 
 

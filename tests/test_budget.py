@@ -18,6 +18,8 @@ from facelib.card import ModelCard
 from facelib.errors import ConfigError
 from facelib.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 @pytest.mark.parametrize("warmup, total", [(0, 6), (3, 40), (200, 4500), (200, 250), (50, 1)])
 def test_the_planned_schedule_is_kerass_cosine_decay_with_warmup(warmup, total):

@@ -128,6 +128,7 @@ def test_if_needed_and_recalibrate_cannot_be_combined(capsys):
     assert "--recalibrate: not allowed with argument --if-needed" in capsys.readouterr().err
 
 
+@pytest.mark.tensorflow  # `facelib train` loads it before reading --set
 def test_train_set_refuses_an_unknown_or_mistyped_setting():
     for bad in ["--set=nosuch=1", "--set=p=two"]:
         result = _facelib("train", "--preset", "smoke", "--name", "never-made", bad)
@@ -135,6 +136,7 @@ def test_train_set_refuses_an_unknown_or_mistyped_setting():
         assert result.stderr.startswith("error: --set") and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.tensorflow  # facelib.train loads it
 def test_train_set_values_reach_the_config_as_given(monkeypatch, capsys):
     import facelib.train
     from facelib.errors import FacelibError
@@ -165,6 +167,7 @@ def test_train_resume_of_a_finished_run_with_other_settings_is_one_clear_line(sm
     assert "Traceback" not in captured.out
 
 
+@pytest.mark.tensorflow  # main(['train', …]) loads it
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -191,6 +194,7 @@ def test_ctrl_c_says_how_to_go_on_for_each_command(monkeypatch, capsys, argv, me
     assert capsys.readouterr().err.splitlines() == [expected]
 
 
+@pytest.mark.tensorflow  # main(['verify', …]) loads it
 def test_verify_names_the_centre_crop_when_no_face_was_found(monkeypatch, capsys):
     import facelib.verification as verification
 

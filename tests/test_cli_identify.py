@@ -17,6 +17,9 @@ import pytest
 from facelib.card import ModelCard
 from facelib.cli import main
 
+# load_each_model_once (autouse) imports facelib.model, which loads TensorFlow
+pytestmark = pytest.mark.tensorflow
+
 # person → picture numbers copied from LFW; the last two people have one picture each
 # (strangers, for the identification figures).
 PEOPLE = {
@@ -540,28 +543,6 @@ def test_calibrate_needs_two_people_with_two_pictures(run, model, people, tmp_pa
     assert "not a usable name" in _error(
         run("calibrate", "--images", people, "--name", "../up", "--model", model)
     )
-
-
-# ---------------------------------------------------------------------- pairs (no model)
-
-
-# (4, 2): 8 different pairs for 7 same, all listed then drawn; the others: drawn at random
-@pytest.mark.parametrize("sizes", [(4, 2), (3, 3, 2, 1), (40, 30, 25, 20, 10, 5, 1, 1)])
-def test_folder_pairs_are_every_same_pair_and_as_many_distinct_seeded_different_ones(sizes):
-    from facelib.folders import folder_pairs
-
-    labels = np.repeat(np.arange(len(sizes)), sizes)
-    pairs = folder_pairs(labels)
-    same_count = sum(n * (n - 1) // 2 for n in sizes)
-    assert int(pairs.same.sum()) == same_count == int((~pairs.same).sum())
-    assert np.all(pairs.left < pairs.right)
-    assert np.array_equal(labels[pairs.left] == labels[pairs.right], pairs.same)
-    assert len(set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))) == len(pairs)
-    again = folder_pairs(labels)
-    assert np.array_equal(pairs.left, again.left) and np.array_equal(pairs.right, again.right)
-    if len(sizes) > 4:
-        other = folder_pairs(labels, seed=1)
-        assert not np.array_equal(pairs.left[~pairs.same], other.left[~other.same])
 
 
 def _snapshot(folder: Path) -> dict:

@@ -7,7 +7,6 @@ each case runs in fresh Python processes."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import free_ports
 from test_losses import reference_batch_hard, reference_semihard
+
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
 # (mining, margin, soft, P, K): every Keras loss facelib trains with. 4×3 = 12 images
 # give each of two replicas 6, two whole identities; with 3×2 the second identity is
@@ -142,23 +144,12 @@ def test_a_batch_that_does_not_split_evenly_over_the_replicas_is_refused(monkeyp
 # ----------------------------------------------------------------- two workers
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_path):
     """Two processes on loopback, each with the same command and its own TF_CONFIG index,
     sharing FACELIB_HOME (as workers sharing storage would). Both finish; models/<run>/
     holds one model, one config and one history written by worker 0 alone; the other
     worker's own saves go to its temporary folder and are removed."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         scratch = tmp_path / f"tmp{index}"

@@ -24,6 +24,8 @@ from facelib.evaluate import (
 )
 from facelib.model import ModelError
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 def test_perfect_separation_scores_one():
     same = np.array([1] * 50 + [0] * 50, bool)

@@ -10,6 +10,8 @@ from facelib.losses import (
     random_triplet_loss,
 )
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 def _distances(e):
     return np.sqrt(((e[:, None, :] - e[None, :, :]) ** 2).sum(-1))

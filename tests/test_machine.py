@@ -16,6 +16,8 @@ from facelib.card import ModelCard
 from facelib.errors import ConfigError
 from facelib.train import ALLOW_EMULATED_BFLOAT16, TrainConfig, resolve_precision
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 EPYC_AVX2 = """processor	: 0
 vendor_id	: AuthenticAMD
 model name	: AMD EPYC 7B12

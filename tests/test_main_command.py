@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -30,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, skip_or_fail
 
 from facelib import machine
 from facelib.card import ModelCard
@@ -51,15 +51,7 @@ def _need_make_and_installed_venv() -> None:
     elif subprocess.run(["make", "-q", ".venv/.installed"], cwd=ROOT, capture_output=True).returncode:
         message = ".venv is missing or older than pyproject.toml: run `make install` first"
     if message:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        skip_or_fail(message)
 
 
 def _get(url: str) -> tuple[int, str] | None:
@@ -172,7 +164,7 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
         "voila notebooks/04_webcam_dashboard.ipynb",
     ]
 
-    first_port = _free_port()
+    first_port = free_port()
     first, first_seconds, first_page = make_run(clean_home, mirror, first_port, FIRST_RUN_TIMEOUT_S)
     print(f"first make run: dashboard after {first_seconds:.0f} s")
     assert _in_order(first, steps), first[-5000:]
@@ -208,7 +200,7 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
         shutil.copyfile(folder / name, decoy / name)  # copyfile: a new modification time
     assert newest_model_folder().resolve() == decoy.resolve()
 
-    second_port = _free_port()
+    second_port = free_port()
     second, second_seconds, second_page = make_run(clean_home, mirror, second_port, SECOND_RUN_TIMEOUT_S)
     print(f"second make run: dashboard after {second_seconds:.0f} s")
     assert _in_order(second, steps), second[-5000:]

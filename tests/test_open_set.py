@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import unit
 
 from facelib.calibration import Calibration
 from facelib.errors import FacelibError
@@ -27,11 +28,6 @@ from facelib.open_set import (
 # Different-person distances spread evenly over [0.5, 1.5]: the FAR of a threshold t
 # is (t - 0.5) / 1.0, so every threshold below is known.
 UNIFORM = ImpostorCurve.from_distances(np.linspace(0.5, 1.5, 100_001), source="uniform test distances")
-
-
-def unit(*xs):
-    v = np.array(xs, float)
-    return v / np.linalg.norm(v)
 
 
 # ------------------------------------------------------------------ the rule

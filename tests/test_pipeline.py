@@ -9,6 +9,8 @@ from PIL import Image
 
 from facelib.pipeline import FaceSet, augment, eval_transform, relight, training_dataset, warp
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 SIZE = 24  # model input side in these tests
 
 

@@ -21,6 +21,8 @@ from facelib.errors import ConfigError
 from facelib.model import load_model_folder
 from facelib.train import TrainConfig, is_finished, read_backup, train, train_or_resume
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 def digest(variables) -> str:
     h = hashlib.sha256()

@@ -24,6 +24,8 @@ from facelib.robustness import (
     suite_pairs,
 )
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 def _picture(height: int = 90, width: int = 120) -> np.ndarray:
     rng = np.random.default_rng(0)

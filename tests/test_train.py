@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import free_port
 
 from facelib import config, datasets
 from facelib.card import ModelCard
@@ -17,6 +18,8 @@ from facelib.model import ModelError, build_embedding_model, load_model_folder, 
 from facelib.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices, training_split
 from facelib.preprocess import read_manifest
 from facelib.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
+
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
 
 def _faces(counts):
@@ -271,12 +274,7 @@ def test_a_folder_that_is_no_whole_training_run_is_refused(smoke_crops):
 
 def test_multi_worker_strategy_trains_with_one_worker(smoke_crops, tmp_path):
     """The TF_CONFIG code path (MultiWorkerMirroredStrategy), one worker on loopback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{free_port()}"]}, "task": {"type": "worker", "index": 0}}
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
     result = subprocess.run(
         [

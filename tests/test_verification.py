@@ -14,6 +14,8 @@ from facelib.card import ModelCard
 from facelib.errors import ImageError, ImageTooLargeError, NoFaceError
 from facelib.model import ModelError
 
+pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
+
 
 @pytest.fixture(scope="module")
 def verifier(smoke_model):

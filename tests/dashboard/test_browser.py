@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 SAMPLE_PAIRS = 40  # View 1 test pairs of each kind measured for the served model
 CHROMIUM = "/usr/bin/chromium"
@@ -33,16 +34,7 @@ NOTEBOOK = ROOT / "notebooks" / "04_webcam_dashboard.ipynb"
 
 def _need(tool: str, path: str | None) -> None:
     if not path or not Path(path).exists():
-        message = f"{tool} is not installed (apt-get install chromium ffmpeg; .ci/run does it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        skip_or_fail(f"{tool} is not installed (apt-get install chromium ffmpeg; .ci/run does it)")
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -98,7 +90,7 @@ def served_model(smoke_model, lfw_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def voila_url(served_model):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FACELIB_MODEL": str(served_model)}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "voila.log", "w")  # noqa: SIM115  (closed in finally)
