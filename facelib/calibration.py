@@ -122,17 +122,21 @@ def resolve_calibration(
 def validation_curve(model, card: ModelCard) -> ImpostorCurve:
     """The open-set calibration of a model: distances between pictures of different
     *validation* people (training side, never trained on, never test people)."""
+    crops_root = config.processed_dir() / card.training_crops
+    return impostor_curve(model, crops_root, card.validation_identities, card.input_size)
+
+
+def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) -> ImpostorCurve:
+    """The impostor curve of `people`'s crops in `crops_root`, embedded by `model`."""
     from facelib.pipeline import FaceSet, embed_files
     from facelib.preprocess import read_manifest
 
-    crops_root = config.processed_dir() / card.training_crops
-    people = card.validation_identities
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
     if len(faces.identities) < 2:
         raise FacelibError(
             f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
         )
-    embeddings = embed_files(model, faces.paths, card.input_size)
+    embeddings = embed_files(model, faces.paths, input_size)
     labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
     source = (
         f"validation people of the training side: {len(faces.identities)} people, "

@@ -51,7 +51,7 @@ from facelib.budget import (
     plan_from_speed,
     read_plan,
 )
-from facelib.calibration import validation_curve
+from facelib.calibration import impostor_curve
 from facelib.card import ModelCard
 from facelib.distribution import (
     WorkerBackup,
@@ -268,16 +268,18 @@ def _train(
     # What is saved and scored: a classifier head was for training only.
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
+    try:  # also on every worker; stored so that identification works without `facelib evaluate`
+        curve = impostor_curve(model, crops_root, split.validation.identities, cfg.input_size).to_dict()
+    except FacelibError as exc:
+        curve = None
+        print(f"{run_name}: no open-set curve ({exc})")
     if not run.chief:
         save_on_worker(model, run_name)
         return run.path
     card = _card(
         run, cfg, threshold, crops_root, split, train_faces, started, cpu, precision, plan, steps_run
     )
-    try:  # identification works without `facelib evaluate`
-        card.open_set = validation_curve(model, card).to_dict()
-    except FacelibError as exc:
-        print(f"{run_name}: no open-set curve ({exc})")
+    card.open_set = curve
     save_model_folder(run.path, model, card)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path

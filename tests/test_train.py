@@ -153,7 +153,7 @@ def test_validation_people_do_not_depend_on_what_the_detector_found(smoke_crops,
 
 def test_save_then_load_gives_identical_embeddings(tmp_path):
     model = build_embedding_model(input_size=40, embedding_dim=16)
-    save_model_folder(tmp_path / "m", model, {"name": "m"})
+    save_model_folder(tmp_path / "m", model, ModelCard("m", 0, 0))
     loaded, card = load_model_folder(tmp_path / "m")
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype("float32")
     assert np.allclose(model.predict(images, verbose=0), loaded.predict(images, verbose=0), atol=1e-6)
