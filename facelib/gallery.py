@@ -27,7 +27,7 @@ import numpy as np
 
 from facelib import config
 from facelib.errors import FacelibError
-from facelib.files import write_atomic
+from facelib.files import check_name, write_atomic
 from facelib.identification import Decision, OpenSetRule
 
 
@@ -60,17 +60,6 @@ def model_id(folder: Path, card: dict) -> str:
 
 def _safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())[:60].strip(".") or "person"
-
-
-def check_name(name: str) -> str:
-    """A person's name, stripped; refused when empty or shaped like a path, so no name
-    can point a file outside the gallery folder."""
-    name = name.strip()
-    if not name:
-        raise FacelibError("give the person a name before enrolling")
-    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise FacelibError(f"{name!r} is not a usable name: no slashes, and not '.' or '..'")
-    return name
 
 
 class Gallery:

@@ -25,12 +25,16 @@ normalised mean. bench/open_set.py measures both.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
+from facelib.files import check_name, write_json_atomic
+from facelib.folders import folder_pairs
+from facelib.metrics import best_threshold, figures_from_distances
 
 TEMPLATE_MODES = ("min", "mean")
 # False-accept rates at which the impostor curve is stored: from 1e-6 to 0.5, log-spaced.
@@ -282,27 +286,6 @@ def open_set_figures(
     return figures_from_distances(matrix([p for p, _ in mated]), truth, matrix(strangers), fpirs)
 
 
-def figures_from_distances(
-    mated: np.ndarray, truth: np.ndarray, strangers: np.ndarray, fpirs: tuple[float, ...] = (0.01, 0.1)
-) -> dict:
-    """`open_set_figures` from person-distance matrices (mated probes × people, with each
-    probe's own column in `truth`; strangers × people), for any distance (LBP's too)."""
-    mated_best = mated.min(axis=1)
-    mated_right = mated.argmin(axis=1) == truth
-    out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
-    if not len(strangers):
-        return out
-    best_strangers = strangers.min(axis=1)
-    for fpir in fpirs:
-        t = float(np.quantile(best_strangers, fpir, method="lower"))
-        out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))
-    grid = np.unique(np.concatenate([best_strangers, [best_strangers.max() + 1e-6]]))
-    fp = np.array([np.mean(best_strangers < t) for t in grid])
-    dr = np.array([np.mean(mated_right & (mated_best < t)) for t in grid])
-    out["curve"] = {"fpir": fp.tolist(), "dir": dr.tolist()}
-    return out
-
-
 # ------------------------------------------------------------------ calibrations
 
 CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
@@ -343,8 +326,6 @@ class Calibration:
 
 
 def calibration_path(model_folder, name: str):
-    from facelib.gallery import check_name
-
     if not name.strip():
         raise FacelibError("give the calibration a name")
     if name.strip() == CARD:
@@ -357,8 +338,6 @@ def calibration_names(model_folder) -> list[str]:
 
 
 def save_calibration(model_folder, calibration: Calibration):
-    from facelib.files import write_json_atomic
-
     path = calibration_path(model_folder, calibration.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, calibration.to_dict())
@@ -366,8 +345,6 @@ def save_calibration(model_folder, calibration: Calibration):
 
 
 def load_calibration(model_folder, name: str) -> Calibration:
-    import json
-
     path = calibration_path(model_folder, name)
     if not path.is_file():
         known = calibration_names(model_folder)
@@ -393,9 +370,6 @@ def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed
     (`folders.folder_pairs`); the impostor curve comes from every different-person pair
     (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
     saved texts add the people, pictures and pairs counted."""
-    from facelib.evaluate import best_threshold
-    from facelib.folders import folder_pairs
-
     embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
     index = folder_pairs(labels, seed=seed)
     same = int(index.same.sum())
