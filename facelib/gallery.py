@@ -23,6 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facelib import config
@@ -107,8 +108,6 @@ class Gallery:
     ) -> Entry:
         """Add a template of `name` (with `replace`, the person's templates made by this
         model are replaced by this one)."""
-        import cv2
-
         name = check_name(name)
         self._refresh()
         (self.folder / THUMBNAILS).mkdir(parents=True, exist_ok=True)

@@ -16,21 +16,27 @@ open-set benchmark all score with these, so each is computed one way.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedKFold
 
 from facelib.decision import same_person
+
+# scikit-learn is imported inside the functions that use it: it takes a second or two
+# to import, which every `facelib` command (even `fetch` and `--help`) would pay, as
+# the command line imports this module through the reports it prints.
 
 # ------------------------------------------------------------------ verification (1:1)
 
 
 def roc_auc(distances: np.ndarray, same: np.ndarray) -> float:
     """Area under the ROC curve, the smaller distance scoring as the likelier same pair."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(same, -np.asarray(distances)))
 
 
 def roc(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false accept rates, true accept rates) of every threshold."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(same, -np.asarray(distances))
     return fpr, tpr
 
@@ -73,6 +79,8 @@ def best_threshold(distances: np.ndarray, same: np.ndarray, balanced: bool = Fal
 
 def stratified_folds(same: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
     """Fold number of every pair: stratified, so each fold holds both classes."""
+    from sklearn.model_selection import StratifiedKFold
+
     folds = np.empty(len(same), int)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(same)), same)):
