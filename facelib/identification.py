@@ -153,6 +153,28 @@ def per_comparison_far(fpir: float, comparisons: int) -> float:
 
 
 @dataclass(frozen=True)
+class UnmeasurableRate:
+    """An open-set rule asks its impostor curve for a false-accept rate per comparison
+    below 1/pairs, which the curve cannot measure: the name threshold is then about its
+    smallest different-person distance, and more strangers may be named than asked."""
+
+    fpir: float
+    comparisons: int
+    far: float  # per comparison
+    pairs: int  # different-person pairs of the curve
+    calibration: str
+
+    def __str__(self) -> str:
+        return (
+            f"{100 * self.fpir:g}% of strangers named over {self.comparisons} comparisons needs a "
+            f"false-accept rate of {self.far:.2g} per comparison, below what calibration "
+            f"'{self.calibration}' can measure ({self.pairs:,} different-person pairs, so "
+            f"1/{self.pairs:,} at best): the name threshold is about its smallest different-person "
+            "distance, and more strangers than that may be named"
+        )
+
+
+@dataclass(frozen=True)
 class Candidate:
     name: str
     distance: float
@@ -243,6 +265,14 @@ class OpenSetRule:
 
     def threshold(self, templates: dict[str, np.ndarray]) -> float:
         return self.curve.threshold_for(self.fpir, comparisons(templates, self.mode))
+
+    def unmeasurable(self, templates: dict[str, np.ndarray], calibration: str) -> UnmeasurableRate | None:
+        """What this rule cannot measure for this gallery (None when it can)."""
+        n = comparisons(templates, self.mode)
+        far = per_comparison_far(self.fpir, n)
+        if far >= self.curve.smallest_far:
+            return None
+        return UnmeasurableRate(self.fpir, n, far, self.curve.pairs, calibration)
 
     def decide(self, probe: np.ndarray, templates: dict[str, np.ndarray]) -> Decision:
         if not templates:
@@ -362,6 +392,55 @@ def load_calibration(model_folder, name: str) -> Calibration:
         raise FacelibError(f"{path} is damaged ({exc}); run `facelib calibrate` again") from exc
 
 
+# "Enough pictures to calibrate", the one rule `facelib calibrate`, the dashboard's
+# "Calibrate on my gallery" and calibration_from_embeddings share: same-person pairs of
+# several people, and different-person pairs between them.
+CALIBRATION_PEOPLE, CALIBRATION_PICTURES = 3, 2
+
+
+@dataclass(frozen=True)
+class CalibrationReadiness:
+    """Whether pictures (or enrolled templates) are enough to calibrate on."""
+
+    people: int
+    pictures: int
+    ready_people: int  # people with CALIBRATION_PICTURES pictures or more
+
+    @classmethod
+    def of(cls, counts) -> CalibrationReadiness:
+        """From each person's number of pictures."""
+        counts = [int(n) for n in counts if n > 0]
+        return cls(len(counts), sum(counts), sum(n >= CALIBRATION_PICTURES for n in counts))
+
+    @classmethod
+    def of_labels(cls, labels) -> CalibrationReadiness:
+        return cls.of(np.unique(np.asarray(labels), return_counts=True)[1] if len(labels) else [])
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_people >= CALIBRATION_PEOPLE
+
+
+class TooFewToCalibrateError(FacelibError):
+    """Not enough people with enough pictures to calibrate on."""
+
+    def __init__(self, readiness: CalibrationReadiness, where: str = "", what: str = "pictures"):
+        self.readiness, self.where, self.what = readiness, where, what
+        super().__init__(
+            f"too few {what}{f' in {where}' if where else ''} to calibrate: {readiness.people} people, "
+            f"{readiness.ready_people} with two pictures or more; give at least {CALIBRATION_PEOPLE} "
+            f"people with {CALIBRATION_PICTURES} pictures or more"
+        )
+
+
+def require_calibration_pictures(counts, where: str = "", what: str = "pictures") -> CalibrationReadiness:
+    """The readiness of each person's number of pictures; TooFewToCalibrateError if not ready."""
+    readiness = CalibrationReadiness.of(counts)
+    if not readiness.ready:
+        raise TooFewToCalibrateError(readiness, where, what)
+    return readiness
+
+
 def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed: int = 0) -> Calibration:
     """Thresholds measured on labelled embeddings, the one way `facelib calibrate` and the
     dashboard's "Calibrate on my gallery" fit them. The verification threshold has the
@@ -371,15 +450,12 @@ def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed
     (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
     saved texts add the people, pictures and pairs counted."""
     embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
+    readiness = CalibrationReadiness.of_labels(labels)
+    if not readiness.ready:
+        raise TooFewToCalibrateError(readiness)
     index = folder_pairs(labels, seed=seed)
-    same = int(index.same.sum())
-    if same == 0 or same == len(index):
-        raise FacelibError(
-            f"nothing to calibrate on: {same} same-person and {len(index) - same} different-person "
-            "pairs; give at least 2 people, one of them with 2 pictures or more"
-        )
     threshold = best_threshold(index.distances(embeddings), index.same, balanced=True)
-    counts = f"{len(np.unique(labels)):,} people, {len(labels):,} pictures"
+    counts = f"{readiness.people:,} people, {readiness.pictures:,} pictures"
     curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
     threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
     return Calibration(name, threshold, threshold_source, curve)
