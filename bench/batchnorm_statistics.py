@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 
-def validation_auc(model, split, card: dict) -> tuple[float, float]:
+def validation_auc(model, split, card) -> tuple[float, float]:
     """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
     from facelib.metrics import best_threshold
     from facelib.pipeline import validation_pairs
     from facelib.train import ValidationAUC, verification_auc
 
-    cfg = card["config"]
+    cfg = card.config
     left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], cfg["seed"])
-    distances = ValidationAUC(split.validation.paths, left, right, same, card["input_size"]).distances(model)
+    distances = ValidationAUC(split.validation.paths, left, right, same, card.input_size).distances(model)
     return verification_auc(distances, same), best_threshold(distances, same.astype(bool))
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     print(f"Machine: {machine()}")
     for run in args.runs:
         model, card = load_model_folder(config.models_dir() / run)
-        cfg = card["config"]
+        cfg = card.config
         crops = config.processed_dir() / cfg["crops"]
         singles = cfg.get("single_picture_people", False)
         split = training_split(crops, cfg["validation_fraction"], cfg["seed"], cfg["max_identities"], singles)
@@ -60,7 +61,7 @@ def main() -> None:
             "batch_hard",
             cfg["p"],
             cfg["k"],
-            card["input_size"],
+            card.input_size,
             seed=cfg["seed"] + 1,  # other batches than the run's first ones
             augmentation=cfg["augmentation"],
         ).take(args.batches)
@@ -73,16 +74,20 @@ def main() -> None:
             save_model_folder(
                 config.models_dir() / name,
                 model,
-                {
-                    **{
-                        k: v
-                        for k, v in card.items()
-                        if k not in ("threshold", "metrics", "evaluations", "open_set", "history")
+                replace(
+                    card,
+                    name=name,
+                    validation_threshold=threshold,
+                    threshold=None,
+                    metrics=None,
+                    crops=None,
+                    open_set=None,
+                    evaluations=[],
+                    history=None,
+                    extra={
+                        "batchnorm_statistics": f"{run}'s weights; statistics of {args.batches} training batches"
                     },
-                    "name": name,
-                    "validation_threshold": threshold,
-                    "batchnorm_statistics": f"{run}'s weights; statistics of {args.batches} training batches",
-                },
+                ),
             )
             print(f"  saved as models/{name}")
 

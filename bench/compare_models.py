@@ -10,7 +10,6 @@ on the same crops. Writes the table to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from facelib import config
+    from facelib.card import ModelCard
     from facelib.evaluate import evaluate_lbp, evaluate_model, print_table
 
     lines = [
@@ -50,19 +50,19 @@ def main() -> None:
     for folder in args.models:
         evaluation = evaluate_model(folder, tta=args.tta, save=False)  # benchmarking changes no card
         print_table(evaluation)
-        card = json.loads((folder / "card.json").read_text())
-        cfg = card["config"]
+        card = ModelCard.load(folder)
+        cfg = card.config
         margin = "soft margin" if cfg.get("soft_margin", True) else f"hinge {cfg['margin']}"
         extras = " + CosFace head" if cfg.get("classifier", "none") != "none" else ""
         training = (
             f"{cfg['mining']} ({margin}){extras}, {cfg['head']} embedding, {cfg['input_size']} px"
-            f"{' bf16' if card.get('precision', 'bfloat16' if cfg.get('bfloat16') else '') == 'bfloat16' else ''}, "
+            f"{' bf16' if (card.precision or ('bfloat16' if cfg.get('bfloat16') else '')) == 'bfloat16' else ''}, "
             f"{cfg.get('optimizer', 'adam')}, "
-            f"{card['history']['epochs']}×{card.get('plan', cfg)['steps_per_epoch']} steps of P{cfg['p']}×K{cfg['k']}"
+            f"{card.history['epochs']}×{(card.plan or cfg)['steps_per_epoch']} steps of P{cfg['p']}×K{cfg['k']}"
         )
         add(f"`{folder.name}`", training, evaluation)
         crops_root = config.processed_dir() / cfg["crops"]
-        seen |= set(card.get("training_identities", [])) | set(card.get("validation_identities", []))
+        seen |= card.seen_identities
     # Every row on the same pairs: View 2 without any pair of a person some model saw.
     lbp = evaluate_lbp(crops_root, seen=seen)
     print_table(lbp)

@@ -25,16 +25,16 @@ def main() -> None:
     import numpy as np
 
     from facelib import config
+    from facelib.card import ModelCard
     from facelib.crop import CropSettings, crop_picture
     from facelib.images import load_image
-    from facelib.model import read_card
     from facelib.quality import LIMITS, face_conditions
     from facelib.robustness import degrade, suite_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="robust-cpu")
     args = parser.parse_args()
-    card = read_card(config.models_dir() / args.model)
+    card = ModelCard.load(config.models_dir() / args.model)
     pictures = suite_pairs(card).right_pictures
     policies = {"haar": CropSettings(), "yunet": CropSettings(detector="yunet")}
     lines = []

@@ -28,7 +28,6 @@ facelib.datasets.fetch_lfw() (set FACELIB_MIRROR to read it from a mirror). Need
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -54,20 +53,20 @@ PROBE = "Serena_Williams/Serena_Williams_0003.jpg"
 TIMEOUT_MS = 120_000
 
 
-def training_steps(card: dict) -> int:
+def training_steps(card) -> int:
     """Steps the model was trained for: the card's steps_run, else its plan's total,
     else epochs × steps per epoch of its config (cards written before plans existed)."""
-    if card.get("steps_run"):
-        return int(card["steps_run"])
-    if (card.get("plan") or {}).get("total_steps"):
-        return int(card["plan"]["total_steps"])
-    cfg = card.get("config") or {}
+    if card.steps_run:
+        return int(card.steps_run)
+    if (card.plan or {}).get("total_steps"):
+        return int(card.plan["total_steps"])
+    cfg = card.config
     return int(cfg.get("steps_per_epoch", 0)) * int(cfg.get("epochs", 0))
 
 
-def view1_lines(card: dict) -> list[str]:
+def view1_lines(card) -> list[str]:
     """The card's View 1 figures: those of the evaluation whose threshold is in use
-    (card["metrics"]), and the latest of its "evaluations" when it differs."""
+    (its metrics), and the latest of its evaluations when it differs."""
     lines = []
 
     def line(label: str, m: dict) -> str:
@@ -78,10 +77,10 @@ def view1_lines(card: dict) -> list[str]:
             f"threshold {m['threshold']:.4f} ({m['pairs']} pairs)"
         )
 
-    in_use = (card.get("metrics") or {}).get("view1")
+    in_use = (card.metrics or {}).get("view1")
     if in_use:
         lines.append(line("View 1 (the evaluation whose threshold is in use)", in_use))
-    evaluations = [e for e in card.get("evaluations") or [] if "view1" in (e.get("metrics") or {})]
+    evaluations = [e for e in card.evaluations if "view1" in (e.get("metrics") or {})]
     if evaluations and evaluations[-1]["metrics"]["view1"] != in_use:
         last = evaluations[-1]
         label = f"View 1, latest evaluation ({last.get('date')}, tta {last.get('tta')})"
@@ -210,7 +209,9 @@ def main() -> None:
     model = args.model.expanduser().resolve()
     if not (model / "model.keras").exists() or not (model / "card.json").is_file():
         sys.exit(f"{model} is not a model folder (it needs model.keras and card.json)")
-    card = json.loads((model / "card.json").read_text())
+    from facelib.card import ModelCard
+
+    card = ModelCard.load(model)
     steps = training_steps(card)
     if steps < MIN_TRAINING_STEPS and not args.allow_small_model:
         sys.exit(
@@ -222,12 +223,12 @@ def main() -> None:
         if not path or not Path(path).exists():
             sys.exit(f"{tool} is not installed (apt-get install chromium ffmpeg)")
 
-    print(f"model: {card.get('name', model.name)} ({model}), trained for {steps:,} steps")
+    print(f"model: {card.name} ({model}), trained for {steps:,} steps")
     for line in view1_lines(card) or ["  no View 1 evaluation in card.json (run `facelib evaluate`)"]:
         print(line)
-    if card.get("threshold") is not None:
-        print(f"  threshold in use: {card['threshold']:.4f} (card.json)")
-    trained_on = set(card.get("training_identities") or []) | set(card.get("validation_identities") or [])
+    if card.threshold is not None:
+        print(f"  threshold in use: {card.threshold:.4f} (card.json)")
+    trained_on = card.seen_identities
     shown = sorted({picture.split("/")[0] for _, picture in ENROLL} | {PROBE.split("/")[0]})
     seen = [person for person in shown if person in trained_on]
     print(f"  people shown that the model trained (or validated) on: {', '.join(seen) or 'none'}")

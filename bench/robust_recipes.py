@@ -159,11 +159,11 @@ def detectors() -> str:
     import numpy as np
 
     from facelib import config
+    from facelib.card import ModelCard
     from facelib.crop import CropSettings
-    from facelib.model import read_card
     from facelib.robustness import degraded_crops, suite_pairs
 
-    card = read_card(config.models_dir() / "robust-cpu")
+    card = ModelCard.load(config.models_dir() / "robust-cpu")
     pictures = suite_pairs(card).right_pictures
     policies = {
         "haar": CropSettings(),

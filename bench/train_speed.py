@@ -13,7 +13,6 @@ training run (time, validation AUC, peak memory) from its card. Writes docs/benc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -67,6 +66,7 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
+    from facelib.card import ModelCard
     from facelib.losses import make_loss
     from facelib.model import build_embedding_model
     from facelib.pipeline import training_dataset, training_split
@@ -105,11 +105,11 @@ def main() -> None:
 
     run_lines = ""
     if args.run:
-        card = json.loads((args.run / "card.json").read_text())
-        h = card["history"]
+        card = ModelCard.load(args.run)
+        h = card.history
         run_lines = f"""
-Training run `{card["name"]}` (`facelib train --preset cpu`, its card.json): {h["epochs"]} epochs,
-{card.get("train_seconds_last_session", 0) / 60:.1f} min in its last session, final validation AUC
+Training run `{card.name}` (`facelib train --preset cpu`, its card.json): {h["epochs"]} epochs,
+{(card.train_seconds_last_session or 0) / 60:.1f} min in its last session, final validation AUC
 {h["final_val_auc"]:.4f} (best {h["best_val_auc"]:.4f}), peak RSS {h["peak_rss_mb"]:,.0f} MB (goal ≤ 6,000 MB).
 """
     body = f"""

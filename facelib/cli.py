@@ -38,19 +38,19 @@ from pathlib import Path
 import numpy as np
 
 from facelib import config, datasets, doctor, folders, machine, reports, verification
+from facelib.calibration import (
+    CALIBRATION_PEOPLE,
+    CALIBRATION_PICTURES,
+    calibration_path,
+    require_calibration_pictures,
+)
+from facelib.card import ModelCard
 from facelib.detection import DETECTORS
 from facelib.errors import FacelibError
 from facelib.evaluate import evaluate_model, print_table
 from facelib.files import check_name
 from facelib.gallery import Gallery, model_id
-from facelib.identification import (
-    CALIBRATION_PEOPLE,
-    CALIBRATION_PICTURES,
-    DEFAULT_FPIR,
-    TEMPLATE_MODES,
-    calibration_path,
-    require_calibration_pictures,
-)
+from facelib.identification import DEFAULT_FPIR, TEMPLATE_MODES
 from facelib.preprocess import CropSettings, preprocess_dataset
 from facelib.robustness import REPORT, robustness_report
 
@@ -129,12 +129,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
-    from facelib.model import read_card
-
     if not strategy().extended.should_checkpoint:  # a non-chief worker of a multi-worker run
         print(f"worker finished; the chief worker saves the model in {folder}")
         return
-    history = read_card(folder)["history"]
+    history = ModelCard.load(folder).history
     print(
         f"model: {folder}\n"
         f"  epochs {history['epochs']}, final loss {history['final_loss']:.4f}, "
@@ -167,7 +165,7 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from facelib.model import newest_model_folder, read_card, resolve_model_folder  # Keras
+    from facelib.model import newest_model_folder, resolve_model_folder  # Keras
 
     if args.robustness:
         evaluate_robustness(args)
@@ -193,10 +191,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise FacelibError("--pairs and --calibration go with --images FOLDER")
     folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
-        card = read_card(folder)
-        if "threshold" in card:
+        card = ModelCard.load(folder)
+        if card.threshold is not None:
             print(
-                f"{folder.name} is already evaluated (threshold {card['threshold']:.4f} in its card); "
+                f"{folder.name} is already evaluated (threshold {card.threshold:.4f} in its card); "
                 "skipping (run without --if-needed to evaluate it again)"
             )
             return

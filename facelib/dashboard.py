@@ -32,6 +32,7 @@ from pathlib import Path
 import ipywidgets as w
 
 from facelib import config, dashboard_controller
+from facelib.calibration import CARD
 from facelib.dashboard_controller import (
     FRAME_TIMEOUT_S,
     PROBE_TARGETS,
@@ -467,7 +468,7 @@ class Dashboard:
 
     def _refresh_header(self) -> None:
         verifier = self.controller.verifier
-        until_reload = self.controller.calibration_name != "lfw"  # for_model starts on the card's
+        until_reload = self.controller.calibration_name != CARD  # for_model starts on the card's
         self.header.value = (
             "<style>.facelib-camera video, .facelib-camera {width: 320px !important; height: auto !important}</style>"
             f"{TITLE}<small>model <b>{html.escape(verifier.folder.name)}</b>, "

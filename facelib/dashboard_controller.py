@@ -31,20 +31,20 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from facelib.decision import embedding_distance, same_person
-from facelib.errors import FacelibError
-from facelib.evaluate import VIEW1_DISTANCES
-from facelib.gallery import Gallery, model_id
-from facelib.identification import (
+from facelib.calibration import (
     CALIBRATION_PEOPLE,
     CALIBRATION_PICTURES,
-    DEFAULT_FPIR,
+    CARD,
     Calibration,
-    Decision,
     calibration_path,
     load_calibration,
     save_calibration,
 )
+from facelib.decision import embedding_distance, same_person
+from facelib.errors import FacelibError
+from facelib.evaluate import VIEW1_DISTANCES
+from facelib.gallery import Gallery, model_id
+from facelib.identification import DEFAULT_FPIR, Decision
 from facelib.images import decode_bytes
 from facelib.reports import GALLERY_CALIBRATION, gallery_calibration, gallery_readiness
 from facelib.verification import FaceVerifier
@@ -376,7 +376,7 @@ class DashboardController:
     @property
     def calibration_name(self) -> str:
         """The calibration the thresholds come from: "lfw" (the model card's) or a named one."""
-        return getattr(self.verifier, "calibration_name", "lfw")
+        return getattr(self.verifier, "calibration_name", CARD)
 
     def set_identification(self, fpir: float | None = None, margin: float | None = None) -> Outcome:
         """Change the open-set rule: `fpir`, the share of strangers who may be given a

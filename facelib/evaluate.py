@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import io
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_embed
+from facelib.card import ModelCard
 from facelib.crop import CropSettings
 from facelib.datasets import Pair
 from facelib.decision import embedding_distance, mean_embedding
@@ -202,12 +202,12 @@ def score_pairs(
     return metrics(protocol, distances, same, folds, dropped), distances, same
 
 
-def ensure_pair_crops(card: dict, crops_root: Path, relpaths: list[str], progress: bool = True) -> int:
+def ensure_pair_crops(card: ModelCard, crops_root: Path, relpaths: list[str], progress: bool = True) -> int:
     """Crop the pictures of `relpaths` missing from `crops_root`, with the crop settings
     the model was trained with; returns how many were missing. A card without crop
     settings (or whose settings name another folder) is left to pair_crop_paths' error."""
     missing = {r for r in relpaths if not (crops_root / r).is_file()}
-    stored = card.get("crop_settings")
+    stored = card.crop_settings
     if not missing or not stored:
         return len(missing)
     settings = CropSettings.from_dict(stored)
@@ -225,13 +225,15 @@ def ensure_pair_crops(card: dict, crops_root: Path, relpaths: list[str], progres
     return len(missing)
 
 
-def record_threshold(card: dict, evaluation: Evaluation, tta: bool, view2: bool, recalibrate: bool) -> None:
-    """Append this evaluation to card["evaluations"] and decide card["threshold"]: set
+def record_threshold(
+    card: ModelCard, evaluation: Evaluation, tta: bool, view2: bool, recalibrate: bool
+) -> None:
+    """Append this evaluation to the card's evaluations and decide its threshold: set
     it when there is none, replace it only with `recalibrate`, else keep it. Sets the
     evaluation's threshold_in_use and threshold_note."""
     chosen = evaluation.rows[0].threshold  # View 1, plain embeddings: what verify computes
-    previous = card.get("threshold")
-    card.setdefault("evaluations", []).append(
+    previous = card.threshold
+    card.evaluations.append(
         {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "crops": Path(evaluation.crops).name,
@@ -242,10 +244,10 @@ def record_threshold(card: dict, evaluation: Evaluation, tta: bool, view2: bool,
         }
     )
     if previous is None or recalibrate:
-        card["threshold"] = chosen
+        card.threshold = chosen
         # The metrics of the evaluation whose threshold is in use, beside it.
-        card["metrics"] = {r.protocol: asdict(r) for r in evaluation.rows}
-        card["crops"] = Path(evaluation.crops).name
+        card.metrics = {r.protocol: asdict(r) for r in evaluation.rows}
+        card.crops = Path(evaluation.crops).name
         if previous is None:
             note = f"threshold {chosen:.4f} (View 1) saved in card.json"
         else:
@@ -257,7 +259,7 @@ def record_threshold(card: dict, evaluation: Evaluation, tta: bool, view2: bool,
             f"kept the calibrated threshold {previous:.4f} in card.json; this evaluation chose "
             f'{chosen:.4f}, recorded under its "evaluations" (--recalibrate replaces it)'
         )
-    evaluation.threshold_in_use = float(card["threshold"])
+    evaluation.threshold_in_use = float(card.threshold)
     evaluation.threshold_note = note
 
 
@@ -272,15 +274,16 @@ def evaluate_model(
 ) -> Evaluation:
     """Score a model (a folder, a run name under models/, or None: the newest) on View 1
     and, with `view2`, View 2. `crops` scores another crop folder (none is made then).
-    `save`: write eval/ and record the evaluation and the threshold in the card."""
+    `save`: write eval/ and record the evaluation, the threshold and (when the card has
+    none, or with `recalibrate`) the validation people's open-set curve in the card."""
     from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder  # Keras
     from facelib.pipeline import embed_files  # TensorFlow
 
     folder = resolve_model_folder(folder) if folder else newest_model_folder()
     model, card = load_model_folder(folder)
-    crops_root = config.processed_dir() / (crops or card["config"]["crops"])
-    seen = set(card.get("training_identities", [])) | set(card.get("validation_identities", []))
-    size = card["input_size"]
+    crops_root = config.processed_dir() / (crops or card.training_crops)
+    seen = card.seen_identities
+    size = card.input_size
     start = time.perf_counter()
 
     protocols = [("view1", datasets.view1_pairs("test"), True)]
@@ -312,58 +315,47 @@ def evaluate_model(
     evaluation = Evaluation(
         str(folder), rows, round(time.perf_counter() - start, 1), details, crops=str(crops_root)
     )
-    if save:
-        record_threshold(card, evaluation, tta, view2, recalibrate)
-        if "open_set" not in card or recalibrate:
-            try:
-                card["open_set"] = validation_impostor_curve(model, card).to_dict()
-            except FacelibError as exc:  # identification only: the scores above still stand
-                evaluation.threshold_note += f"; no open-set calibration: {exc}"
-        save_evaluation(folder, evaluation, crops_root)
-        write_json_atomic(folder / "card.json", card)
-    else:
-        evaluation.threshold_in_use = card.get("threshold")
+    if not save:
+        evaluation.threshold_in_use = card.threshold
         evaluation.threshold_note = "not saved: the card is unchanged"
+        return evaluation
+    curve, curve_note = None, ""
+    if card.open_set is None or recalibrate:
+        try:
+            curve = validation_impostor_curve(model, card).to_dict()
+        except FacelibError as exc:  # identification only: the scores above still stand
+            curve_note = f"; no open-set calibration: {exc}"
+
+    def record(fresh: ModelCard) -> None:
+        record_threshold(fresh, evaluation, tta, view2, recalibrate)
+        if curve is not None and (fresh.open_set is None or recalibrate):
+            fresh.open_set = curve
+
+    ModelCard.update(folder, record)
+    evaluation.threshold_note += curve_note
+    save_evaluation(folder, evaluation, crops_root)
     return evaluation
 
 
-def validation_impostor_curve(model, card: dict):
+def validation_impostor_curve(model, card: ModelCard):
     """The open-set calibration of a model: distances between pictures of different
     *validation* people (training side, never trained on, never test people)."""
     from facelib.pipeline import FaceSet, embed_files  # TensorFlow
 
-    crops_root = config.processed_dir() / card["config"]["crops"]
-    people = card.get("validation_identities") or []
+    crops_root = config.processed_dir() / card.training_crops
+    people = card.validation_identities
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
     if len(faces.identities) < 2:
         raise FacelibError(
             f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
         )
-    embeddings = embed_files(model, faces.paths, card["input_size"])
+    embeddings = embed_files(model, faces.paths, card.input_size)
     labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
     source = (
         f"validation people of the training side: {len(faces.identities)} people, "
         f"{faces.images} pictures ({Path(crops_root).name})"
     )
     return ImpostorCurve.from_embeddings(embeddings, labels, source)
-
-
-def ensure_open_set_calibration(folder: Path, model, card: dict) -> dict:
-    """Add the open-set calibration to a card made before it existed, and save it."""
-    from facelib.model import read_card  # Keras
-
-    if "open_set" not in card:
-        print(
-            f"{folder.name}: no open-set calibration in its card yet (evaluated before it existed); "
-            "measuring it once on the validation people…",
-            file=sys.stderr,
-        )
-        curve = validation_impostor_curve(model, card).to_dict()
-        fresh = read_card(folder)  # another process may have changed the card meanwhile
-        fresh.setdefault("open_set", curve)
-        write_json_atomic(folder / "card.json", fresh)
-        card["open_set"] = fresh["open_set"]
-    return card["open_set"]
 
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:

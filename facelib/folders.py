@@ -201,7 +201,7 @@ def embed_pictures(
         if len(batch) == batch_size:
             flush()
     flush()
-    embeddings = np.concatenate(rows) if rows else np.zeros((0, int(verifier.card["embedding_dim"])))
+    embeddings = np.concatenate(rows) if rows else np.zeros((0, verifier.card.embedding_dim))
     return EmbeddedPictures(labels, paths, embeddings, faces, kept_crops, skipped)
 
 

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from facelib import config
+from facelib.card import ModelCard
 from facelib.errors import FacelibError
 from facelib.files import check_name, write_atomic
 from facelib.identification import Decision, OpenSetRule
@@ -54,9 +55,9 @@ def _read_entries(folder: Path) -> list[Entry]:
         raise FacelibError(f"{index} is damaged ({exc}); move it away to start a new gallery") from exc
 
 
-def model_id(folder: Path, card: dict) -> str:
+def model_id(folder: Path, card: ModelCard) -> str:
     """Identifies the model that made an embedding: its name and creation time."""
-    return f"{card.get('name', folder.name)}@{card.get('created', '?')}"
+    return f"{card.name or folder.name}@{card.created or '?'}"
 
 
 def _safe_file_name(name: str) -> str:

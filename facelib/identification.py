@@ -25,16 +25,13 @@ normalised mean. bench/open_set.py measures both.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
-from facelib.files import check_name, write_json_atomic
-from facelib.folders import folder_pairs
-from facelib.metrics import best_threshold, figures_from_distances
+from facelib.metrics import figures_from_distances
 
 TEMPLATE_MODES = ("min", "mean")
 # False-accept rates at which the impostor curve is stored: from 1e-6 to 0.5, log-spaced.
@@ -314,148 +311,3 @@ def open_set_figures(
 
     truth = np.array([names.index(name) for _, name in mated], int)
     return figures_from_distances(matrix([p for p, _ in mated]), truth, matrix(strangers), fpirs)
-
-
-# ------------------------------------------------------------------ calibrations
-
-CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
-CARD = "lfw"  # the name of the calibration held in the model card itself
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Thresholds for one kind of picture: the 1:1 verification threshold and the
-    impostor curve the open-set thresholds are read from, with where they came from.
-    The model card holds the LFW one (`facelib evaluate`); `facelib calibrate --images`
-    saves others under <model>/calibrations/NAME.json."""
-
-    name: str
-    threshold: float
-    threshold_source: str
-    curve: ImpostorCurve | None
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "threshold": self.threshold,
-            "threshold_source": self.threshold_source,
-            "open_set": self.curve.to_dict() if self.curve else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Calibration:
-        if not isinstance(data, dict):
-            raise FacelibError(f"damaged calibration (not a JSON object but {type(data).__name__})")
-        curve = data.get("open_set")
-        return cls(
-            str(data["name"]),
-            float(data["threshold"]),
-            str(data.get("threshold_source", "?")),
-            ImpostorCurve.from_dict(curve) if curve else None,
-        )
-
-
-def calibration_path(model_folder, name: str):
-    if not name.strip():
-        raise FacelibError("give the calibration a name")
-    if name.strip() == CARD:
-        raise FacelibError(f"{CARD!r} names the model card's own calibration (LFW); choose another name")
-    return model_folder / CALIBRATIONS / f"{check_name(name)}.json"
-
-
-def calibration_names(model_folder) -> list[str]:
-    return sorted(p.stem for p in (model_folder / CALIBRATIONS).glob("*.json"))
-
-
-def save_calibration(model_folder, calibration: Calibration):
-    path = calibration_path(model_folder, calibration.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, calibration.to_dict())
-    return path
-
-
-def load_calibration(model_folder, name: str) -> Calibration:
-    path = calibration_path(model_folder, name)
-    if not path.is_file():
-        known = calibration_names(model_folder)
-        raise FacelibError(
-            f"{model_folder.name} has no calibration {name!r}"
-            + (
-                f"; it has: {', '.join(known)}"
-                if known
-                else "; make one with `facelib calibrate --images FOLDER`"
-            )
-        )
-    try:
-        return Calibration.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FacelibError(f"{path} is damaged ({exc}); run `facelib calibrate` again") from exc
-
-
-# "Enough pictures to calibrate", the one rule `facelib calibrate`, the dashboard's
-# "Calibrate on my gallery" and calibration_from_embeddings share: same-person pairs of
-# several people, and different-person pairs between them.
-CALIBRATION_PEOPLE, CALIBRATION_PICTURES = 3, 2
-
-
-@dataclass(frozen=True)
-class CalibrationReadiness:
-    """Whether pictures (or enrolled templates) are enough to calibrate on."""
-
-    people: int
-    pictures: int
-    ready_people: int  # people with CALIBRATION_PICTURES pictures or more
-
-    @classmethod
-    def of(cls, counts) -> CalibrationReadiness:
-        """From each person's number of pictures."""
-        counts = [int(n) for n in counts if n > 0]
-        return cls(len(counts), sum(counts), sum(n >= CALIBRATION_PICTURES for n in counts))
-
-    @classmethod
-    def of_labels(cls, labels) -> CalibrationReadiness:
-        return cls.of(np.unique(np.asarray(labels), return_counts=True)[1] if len(labels) else [])
-
-    @property
-    def ready(self) -> bool:
-        return self.ready_people >= CALIBRATION_PEOPLE
-
-
-class TooFewToCalibrateError(FacelibError):
-    """Not enough people with enough pictures to calibrate on."""
-
-    def __init__(self, readiness: CalibrationReadiness, where: str = "", what: str = "pictures"):
-        self.readiness, self.where, self.what = readiness, where, what
-        super().__init__(
-            f"too few {what}{f' in {where}' if where else ''} to calibrate: {readiness.people} people, "
-            f"{readiness.ready_people} with two pictures or more; give at least {CALIBRATION_PEOPLE} "
-            f"people with {CALIBRATION_PICTURES} pictures or more"
-        )
-
-
-def require_calibration_pictures(counts, where: str = "", what: str = "pictures") -> CalibrationReadiness:
-    """The readiness of each person's number of pictures; TooFewToCalibrateError if not ready."""
-    readiness = CalibrationReadiness.of(counts)
-    if not readiness.ready:
-        raise TooFewToCalibrateError(readiness, where, what)
-    return readiness
-
-
-def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed: int = 0) -> Calibration:
-    """Thresholds measured on labelled embeddings, the one way `facelib calibrate` and the
-    dashboard's "Calibrate on my gallery" fit them. The verification threshold has the
-    best balanced accuracy over every same-person pair (a seeded sample above
-    folders.MAX_SAME_PAIRS) and a seeded sample of as many different-person pairs
-    (`folders.folder_pairs`); the impostor curve comes from every different-person pair
-    (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
-    saved texts add the people, pictures and pairs counted."""
-    embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
-    readiness = CalibrationReadiness.of_labels(labels)
-    if not readiness.ready:
-        raise TooFewToCalibrateError(readiness)
-    index = folder_pairs(labels, seed=seed)
-    threshold = best_threshold(index.distances(embeddings), index.same, balanced=True)
-    counts = f"{readiness.people:,} people, {readiness.pictures:,} pictures"
-    curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
-    threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
-    return Calibration(name, threshold, threshold_source, curve)

@@ -12,21 +12,14 @@ training backup used to resume.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 from keras import layers, ops
 
 from facelib import config
-from facelib.errors import FacelibError
-from facelib.files import atomic_path, write_json_atomic
-
-CARD_FORMAT = "facelib-model/1"
-
-
-class ModelError(FacelibError):
-    """A model folder is missing, incomplete or not facelib's."""
+from facelib.card import CARD_FILE, ModelCard, ModelError
+from facelib.files import atomic_path
 
 
 @keras.saving.register_keras_serializable(package="facelib")
@@ -80,34 +73,15 @@ def build_embedding_model(
 # ----------------------------------------------------------------------- model folder
 
 
-def save_model_folder(folder: Path, model: keras.Model, card: dict) -> Path:
-    """Write model.keras and card.json; each appears whole or not at all."""
+def save_model_folder(folder: Path, model: keras.Model, card: ModelCard) -> Path:
+    """Write model.keras and card.json; each appears whole or not at all. The card's
+    input size and embedding dimension are the model's."""
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)
-    card = {
-        **card,
-        "format": CARD_FORMAT,
-        "input_size": int(model.input_shape[1]),
-        "embedding_dim": int(model.output_shape[-1]),
-    }
-    write_json_atomic(folder / "card.json", card)
+    card.input_size, card.embedding_dim = int(model.input_shape[1]), int(model.output_shape[-1])
+    card.save(folder)
     return folder / "model.keras"
-
-
-def read_card(folder: Path) -> dict:
-    path = Path(folder) / "card.json"
-    if not path.is_file():
-        raise ModelError(
-            f"{folder} is not a facelib model folder (no card.json); train one with `facelib train`"
-        )
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
-    if card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{path} is not a facelib model card (format {card.get('format')!r})")
-    return card
 
 
 def trained_run_names() -> list[str]:
@@ -133,13 +107,13 @@ def resolve_model_folder(model: str | Path) -> Path:
     )
 
 
-def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
+def load_model_folder(folder: str | Path) -> tuple[keras.Model, ModelCard]:
     """Load model.keras in Keras' safe mode and check it against its card. `folder`
     may also be a run name under models/."""
     folder = resolve_model_folder(folder)
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist; train one with `facelib train`")
-    card = read_card(folder)
+    card = ModelCard.load(folder)
     path = folder / "model.keras"
     if not path.is_file():
         raise ModelError(f"{folder} has a card but no model.keras (training did not finish?)")
@@ -148,7 +122,7 @@ def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
     except Exception as exc:
         raise ModelError(f"{path} is not a model facelib can load: {exc}") from exc
     found = (int(model.input_shape[1]), int(model.output_shape[-1]))
-    expected = (card.get("input_size"), card.get("embedding_dim"))
+    expected = (card.input_size, card.embedding_dim)
     if found != expected:
         raise ModelError(
             f"{path} does not match its card: input {found[0]} px / {found[1]}-d embedding, "
@@ -160,7 +134,7 @@ def load_model_folder(folder: str | Path) -> tuple[keras.Model, dict]:
 def newest_model_folder() -> Path:
     """The most recently trained complete model under models/."""
     root = config.models_dir()
-    folders = [p.parent for p in root.glob("*/model.keras") if (p.parent / "card.json").is_file()]
+    folders = [p.parent for p in root.glob("*/model.keras") if (p.parent / CARD_FILE).is_file()]
     if not folders:
         raise ModelError(f"no trained model under {root}; make one with `facelib train` (or `make run`)")
     return max(folders, key=lambda f: (f / "model.keras").stat().st_mtime)

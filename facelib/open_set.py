@@ -36,6 +36,7 @@ from scipy.stats import beta
 
 from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_embed
+from facelib.card import ModelCard
 from facelib.decision import same_person
 from facelib.errors import FacelibError
 from facelib.evaluate import IdentityOverlapError, validation_impostor_curve
@@ -292,14 +293,14 @@ class OpenSetReport:
         return lines
 
 
-def split_people(card: dict, people: str) -> list[str]:
+def split_people(card: ModelCard, people: str) -> list[str]:
     """The people of a benchmark split, refusing any the model trained on."""
-    trained = set(card.get("training_identities") or [])
+    trained = set(card.training_identities)
     if people == "test":
         names = sorted(datasets.view1_people("test"))
-        seen = trained | set(card.get("validation_identities") or [])
+        seen = card.seen_identities
     elif people == "validation":
-        names = sorted(card.get("validation_identities") or [])
+        names = sorted(card.validation_identities)
         if not names:
             raise FacelibError("the model's card lists no validation people")
         seen = trained
@@ -314,12 +315,12 @@ def split_people(card: dict, people: str) -> list[str]:
     return names
 
 
-def calibration_curve(model, card: dict):
+def calibration_curve(model, card: ModelCard):
     """The model's impostor curve: the card's (`facelib evaluate` saves it), else
     measured now on its validation people (the card is not changed). With where it
     came from, or (None, why not)."""
-    if card.get("open_set"):
-        curve = ImpostorCurve.from_dict(card["open_set"])
+    if card.open_set:
+        curve = ImpostorCurve.from_dict(card.open_set)
         return curve, f"the card's (`facelib evaluate`): {curve.source}, {curve.pairs:,} pairs"
     try:
         curve = validation_impostor_curve(model, card)
@@ -345,7 +346,7 @@ def lfw_open_set(
 
     folder = resolve_model_folder(model_folder)
     model, card = load_model_folder(folder)
-    crops_root = config.processed_dir() / card["config"]["crops"]
+    crops_root = config.processed_dir() / card.training_crops
     names = split_people(card, people)
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, names)
     pictures = {
@@ -373,7 +374,7 @@ def lfw_open_set(
     )
     log(f"{people} people: {len(faces.identities):,} with crops, {faces.images:,} pictures; embedding them")
     index = {path: i for i, path in enumerate(faces.paths)}
-    features = {"model": embed_files(model, faces.paths, card["input_size"])}
+    features = {"model": embed_files(model, faces.paths, card.input_size)}
     if lbp:
         log("LBP histograms")
         features["LBP"] = lbp_embed(faces.paths)

@@ -21,21 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from facelib import folders
-from facelib.errors import FacelibError
-from facelib.gallery import Gallery, model_id
-from facelib.identification import (
+from facelib.calibration import (
     CARD,
     Calibration,
     CalibrationReadiness,
-    Decision,
-    OpenSetRule,
-    UnmeasurableRate,
     calibration_from_embeddings,
     calibration_path,
-    open_set_figures,
     require_calibration_pictures,
     save_calibration,
 )
+from facelib.errors import FacelibError
+from facelib.gallery import Gallery, model_id
+from facelib.identification import Decision, OpenSetRule, UnmeasurableRate, open_set_figures
 from facelib.metrics import equal_error_rate, roc_auc, tar_at_far, verdict_accuracy
 
 GALLERY_CALIBRATION = "gallery"  # the name the dashboard saves a gallery's calibration under
@@ -220,13 +217,11 @@ class ForeignGalleryError(FacelibError):
 
 
 class NoOpenSetCalibrationError(FacelibError):
-    """The model card has no open-set calibration and it cannot be measured."""
+    """The model card's calibration ('lfw') has no usable open-set curve."""
 
     def __init__(self, model: str, reason: FacelibError):
         self.model, self.reason = model, reason
-        super().__init__(
-            f"the model's own open-set calibration (from its validation people) could not be made: {reason}"
-        )
+        super().__init__(f"the model card's open-set calibration cannot be used: {reason}")
 
 
 @dataclass
@@ -385,7 +380,7 @@ def gallery_readiness(gallery: Gallery, model_folder: Path | None) -> GalleryRea
 
 def gallery_calibration(gallery: Gallery) -> Calibration:
     """Thresholds measured on the enrolled templates, as `calibrate_folder` measures them
-    on a folder (identification.calibration_from_embeddings)."""
+    on a folder (calibration.calibration_from_embeddings)."""
     templates = gallery.templates()
     require_calibration_pictures([len(rows) for rows in templates.values()], f"the gallery {gallery.folder}")
     embeddings = np.concatenate(list(templates.values()))

@@ -46,6 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facelib import config, datasets
+from facelib.card import ModelCard
 from facelib.crop import CropSettings, crop_picture
 from facelib.decision import embedding_distance, mean_embedding
 from facelib.errors import FacelibError
@@ -182,14 +183,14 @@ class SuitePairs:
     same: np.ndarray
 
 
-def suite_pairs(card: dict, crops_root: Path | None = None) -> SuitePairs:
+def suite_pairs(card: ModelCard, crops_root: Path | None = None) -> SuitePairs:
     """The pairs the model was validated on while it trained (its card's validation
     people, seed and number of pairs), or as near as the crops allow."""
     from facelib.pipeline import FaceSet, validation_pairs  # TensorFlow
 
-    cfg = card["config"]
-    crops_root = crops_root or config.processed_dir() / cfg["crops"]
-    people = card.get("validation_identities") or []
+    cfg = card.config
+    crops_root = crops_root or config.processed_dir() / card.training_crops
+    people = card.validation_identities
     records = read_manifest(crops_root)
     faces = FaceSet.from_records(records, crops_root, sorted(people))
     if len(faces.identities) < 2 or not (faces.counts >= 2).any():
@@ -297,9 +298,9 @@ class RobustnessReport:
 REPORT = "robustness.json"  # in the model's eval/ folder
 
 
-def card_threshold(card: dict) -> float:
+def card_threshold(card: ModelCard) -> float:
     """The threshold verify uses: the card's, else the first one training measured."""
-    value = card.get("threshold", card.get("validation_threshold"))
+    value = card.threshold if card.threshold is not None else card.validation_threshold
     if value is None:
         raise FacelibError("the model card has no threshold; train the model to the end first")
     return float(value)
@@ -324,7 +325,7 @@ def robustness_report(
     start = time.perf_counter()
     folder = resolve_model_folder(model) if model else newest_model_folder()
     network, card = load_model_folder(folder)
-    settings = crop_settings or CropSettings.from_dict(card.get("crop_settings", {}))
+    settings = crop_settings or CropSettings.from_dict(card.crop_settings)
     names = degradations or list(DEGRADATIONS)
     unknown = [n for n in names if n not in DEGRADATIONS]
     if unknown:
@@ -332,7 +333,7 @@ def robustness_report(
             f"unknown degradation(s) {', '.join(unknown)}; choose from {', '.join(DEGRADATIONS)}"
         )
     pairs = suite_pairs(card)
-    size = int(card["input_size"])
+    size = card.input_size
     threshold = card_threshold(card)
     left = embed_files(network, pairs.left_crops, size)
     if tta:

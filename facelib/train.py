@@ -30,12 +30,13 @@ import numpy as np
 import tensorflow as tf
 
 from facelib import config, machine
+from facelib.card import ModelCard
 from facelib.decision import embedding_distance
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.losses import CosFaceLoss, make_loss
 from facelib.machine import ALLOW_EMULATED_BFLOAT16, resolve_precision  # noqa: F401 (part of this API)
-from facelib.model import build_embedding_model, build_training_model, read_card, save_model_folder
+from facelib.model import build_embedding_model, build_training_model, save_model_folder
 from facelib.pipeline import embed_files, training_dataset, training_split, validation_pairs
 from facelib.training_config import (  # noqa: F401 (train's API: TrainConfig lives there, light)
     LEGACY_PRECISION,
@@ -562,7 +563,7 @@ def train_or_resume(cfg: TrainConfig, run_name: str, **kwargs) -> Path:
     if is_finished(folder):
         saved = _saved_config(folder)
         if saved is None:  # config.json lost: the card holds the same settings
-            saved = read_card(folder).get("config")
+            saved = ModelCard.load(folder).config
         differences = config_differences(saved, cfg, auto_precision()) if saved is not None else []
         if differences:
             raise ConfigError(
@@ -801,30 +802,32 @@ def _train(
         # Every worker takes part in saving, as Keras asks of multi-worker runs; only
         # the chief's copy is kept.
         with tempfile.TemporaryDirectory(prefix=f"facelib-{run_name}-worker-") as scratch:
-            save_model_folder(Path(scratch), model, {"name": run_name})
+            save_model_folder(Path(scratch), model, ModelCard(run_name, cfg.input_size, cfg.embedding_dim))
         return folder
-    card = {
-        "name": run_name,
-        "validation_threshold": threshold,
-        "crop_settings": stored_crop_settings(crops_root),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": asdict(cfg),
-        "data_manifest_sha256": _sha256_file(crops_root / "manifest.csv"),
-        "training_identities": split.train.identities,
-        "validation_identities": split.validation.identities,
-        "training_images": train_faces.images,
-        "git_commit": _git_commit(),
-        "history": history_summary(history_csv),
-        "train_seconds_last_session": round(time.time() - started, 1),
+    card = ModelCard(
+        name=run_name,
+        input_size=cfg.input_size,
+        embedding_dim=cfg.embedding_dim,
+        validation_threshold=threshold,
+        crop_settings=stored_crop_settings(crops_root),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        config=asdict(cfg),
+        data_manifest_sha256=_sha256_file(crops_root / "manifest.csv"),
+        training_identities=split.train.identities,
+        validation_identities=split.validation.identities,
+        training_images=train_faces.images,
+        git_commit=_git_commit(),
+        history=history_summary(history_csv),
+        train_seconds_last_session=round(time.time() - started, 1),
         # Where and how the last session trained (history.csv has each epoch's).
-        "machine": {"cpu": cpu.model, "arch": cpu.arch, "flags": list(cpu.flags), "cores": cpu.cores},
-        "precision": precision,
-        "onednn": machine.onednn_state(),
-        "plan": {**asdict(plan), "total_steps": plan.total_steps},
-        "steps_run": steps_run,
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-    }
+        machine={"cpu": cpu.model, "arch": cpu.arch, "flags": list(cpu.flags), "cores": cpu.cores},
+        precision=precision,
+        onednn=machine.onednn_state(),
+        plan={**asdict(plan), "total_steps": plan.total_steps},
+        steps_run=steps_run,
+        keras=keras.__version__,
+        tensorflow=tf.__version__,
+    )
     save_model_folder(folder, model, card)
     remove_backup(backup)  # only now: until model.keras and card.json exist, it is the run
     return folder

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facelib.calibration import CARD, TTA_SOURCE, Calibration, resolve_calibration
 from facelib.crop import CropSettings, crop_picture
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError, NoFaceError
+from facelib.identification import DEFAULT_FPIR, OpenSetRule
 from facelib.images import DEFAULT_MAX_PIXELS, load_image
 from facelib.quality import face_conditions, light_corrected
 
@@ -113,53 +115,28 @@ class FaceVerifier:
         self.model, self.card = load_model_folder(self.folder)
         # The crop policy the training crops were made with; cards older than a setting
         # get its default.
-        settings = CropSettings.from_dict(self.card.get("crop_settings", {}))
+        settings = CropSettings.from_dict(self.card.crop_settings)
         self.crop_settings = replace(settings, detector=detector) if detector else settings
         self.detector = self.crop_settings.make_detector()
-        self.input_size = int(self.card["input_size"])
-        self.calibration = None
-        from facelib.identification import CARD
-
-        if tta and calibration not in (None, CARD):
-            raise FacelibError(
-                f"calibration {calibration!r} was made of plain embeddings: it does not fit flip "
-                "test-time augmentation (tta)"
-            )
-        if calibration is not None and calibration != CARD:  # "lfw": the card's own
-            from facelib.identification import load_calibration
-
-            self.calibration = load_calibration(self.folder, calibration)
-        head = self.card.get("config", {}).get("head", "l2")
-        if tta and head != "l2":
+        self.input_size = int(self.card.input_size)
+        if tta and self.card.head != "l2":
             raise FacelibError(
                 f"{self.folder.name}: flip test-time augmentation needs an L2-normalised embedding "
-                f"(this model's head is {head!r})"
+                f"(this model's head is {self.card.head!r})"
             )
+        self.tta = tta
+        try:
+            self.use_calibration(resolve_calibration(self.folder, self.card, calibration, tta))
+        except FacelibError:
+            if threshold is None or calibration not in (None, CARD):
+                raise
+            self.calibration = Calibration(CARD, float(threshold), "given", None)  # a card without one
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "given"
-        elif tta:  # the card's thresholds are for plain embeddings: TTA's own, from evaluate --tta
-            self.threshold, self.threshold_source = tta_threshold(self.card, self.folder)
-        elif self.calibration is not None:
-            self.threshold = self.calibration.threshold
-            self.threshold_source = f"calibration {calibration!r} ({self.calibration.threshold_source})"
-        elif "threshold" in self.card:
-            self.threshold, self.threshold_source = (
-                float(self.card["threshold"]),
-                "LFW View 1 (facelib evaluate)",
-            )
-        elif "validation_threshold" in self.card:
-            self.threshold, self.threshold_source = (
-                float(self.card["validation_threshold"]),
-                "training validation",
-            )
-        else:
-            raise FacelibError(
-                f"{self.folder} has no distance threshold; run `facelib evaluate --model {self.folder}`"
-            )
         if no_face not in ("error", "whole"):
             raise FacelibError(f"no_face must be 'error' or 'whole', not {no_face!r}")
         self.no_face, self.max_pixels, self.bgr = no_face, max_pixels, bgr
-        self.correct_light, self.tta = correct_light, tta
+        self.correct_light = correct_light
         self._compiled = self._compile()
 
     def _compile(self):
@@ -186,39 +163,31 @@ class FaceVerifier:
     # ------------------------------------------------------------- open set
 
     def open_set_rule(self, fpir: float | None = None, margin: float = 0.0, mode: str = "min"):
-        """The identification rule under this verifier's calibration: the named one,
-        else the card's (computed from the validation people, once, for models
-        evaluated before it existed)."""
-        from facelib.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
-
+        """The identification rule of this verifier's calibration (its impostor curve)."""
         if self.tta:
             raise FacelibError("the open-set curves are made of plain embeddings: identify without tta")
-
-        if self.calibration is not None and self.calibration.curve is not None:
-            curve = self.calibration.curve
-        else:
-            from facelib.evaluate import ensure_open_set_calibration
-
-            curve = ImpostorCurve.from_dict(ensure_open_set_calibration(self.folder, self.model, self.card))
+        curve = self.calibration.open_set_curve()
         return OpenSetRule(curve, fpir=fpir or DEFAULT_FPIR, margin=margin, mode=mode)
 
-    def use_calibration(self, calibration) -> None:
-        """Switch to `calibration` (an identification.Calibration) without loading the
-        model again: its threshold for verify, its impostor curve for identification."""
-        if self.tta:
+    def use_calibration(self, calibration: Calibration) -> None:
+        """Switch to `calibration` without loading the model again: its threshold for
+        verify, its impostor curve for identification."""
+        if self.tta and calibration.threshold_source != TTA_SOURCE:
             raise FacelibError(
                 f"calibration {calibration.name!r} was made of plain embeddings: it does not fit "
                 "flip test-time augmentation (tta)"
             )
         self.calibration = calibration
         self.threshold = calibration.threshold
-        self.threshold_source = f"calibration {calibration.name!r} ({calibration.threshold_source})"
+        self.threshold_source = (
+            calibration.threshold_source
+            if calibration.name == CARD
+            else f"calibration {calibration.name!r} ({calibration.threshold_source})"
+        )
 
     @property
     def calibration_name(self) -> str:
-        from facelib.identification import CARD
-
-        return self.calibration.name if self.calibration is not None else CARD
+        return self.calibration.name
 
     # ------------------------------------------------------------------ faces
 
@@ -275,25 +244,6 @@ class FaceVerifier:
                 "total": round(1000 * (done - start), 1),
             },
         )
-
-
-def tta_threshold(card: dict, folder: Path) -> tuple[float, str]:
-    """The View 1 threshold of the newest `facelib evaluate --tta` of the model on the
-    crops its threshold was set on: flip test-time augmentation brings a pair's
-    embeddings closer, so the plain threshold does not fit."""
-    crops = card.get("crops") or card.get("config", {}).get("crops")
-    for evaluation in reversed(card.get("evaluations", [])):
-        if not evaluation.get("tta") or evaluation.get("crops", crops) != crops:
-            continue
-        row = evaluation.get("metrics", {}).get("view1 +TTA")
-        if row and row.get("threshold") is not None:
-            return float(
-                row["threshold"]
-            ), "LFW View 1 with flip test-time augmentation (facelib evaluate --tta)"
-    raise FacelibError(
-        f"{folder.name} has no threshold for flip test-time augmentation; run "
-        f"`facelib evaluate --tta --model {folder}` (or give a threshold)"
-    )
 
 
 _verifiers: dict[str, FaceVerifier] = {}

@@ -14,8 +14,8 @@ import pytest
 
 import facelib.train as train_module
 from facelib import config, machine
+from facelib.card import ModelCard
 from facelib.errors import ConfigError
-from facelib.model import read_card
 from facelib.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
 
 
@@ -103,11 +103,11 @@ def test_a_budget_run_stops_on_its_plan_and_resumes_it(smoke_crops, monkeypatch,
         assert rate == pytest.approx(_expected_rate(cfg, total, step), rel=1e-5, abs=1e-9)
     assert more.seen[-1][1] == pytest.approx(cfg.learning_rate * 0.01, rel=1e-4)  # the end of the cosine
 
-    card = read_card(folder)
-    assert card["plan"]["total_steps"] == total and card["steps_run"] == total
-    assert card["plan"]["budget_minutes"] == 0.05
-    assert card["precision"] in ("float32", "bfloat16") and card["onednn"] in ("on", "off", "default")
-    assert card["machine"]["cpu"] == machine.read_cpu().model and card["machine"]["cores"] >= 1
+    card = ModelCard.load(folder)
+    assert card.plan["total_steps"] == total and card.steps_run == total
+    assert card.plan["budget_minutes"] == 0.05
+    assert card.precision in ("float32", "bfloat16") and card.onednn in ("on", "off", "default")
+    assert card.machine["cpu"] == machine.read_cpu().model and card.machine["cores"] >= 1
     with open(folder / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["steps_done"]) for r in rows] == [
@@ -147,10 +147,10 @@ def test_auto_precision_on_a_cpu_without_bfloat16_trains_in_float32(smoke_crops,
     folder = train(
         TrainConfig.preset("smoke", settings={"precision": "auto", "epochs": 1}), "auto-avx2", verbose=0
     )
-    card = read_card(folder)
-    assert card["precision"] == "float32" and card["config"]["precision"] == "auto"
-    assert card["machine"]["cpu"] == "AMD EPYC 7B12" and "avx512_bf16" not in card["machine"]["flags"]
-    assert np.isfinite(card["history"]["final_loss"])
+    card = ModelCard.load(folder)
+    assert card.precision == "float32" and card.config["precision"] == "auto"
+    assert card.machine["cpu"] == "AMD EPYC 7B12" and "avx512_bf16" not in card.machine["flags"]
+    assert np.isfinite(card.history["final_loss"])
 
 
 def test_a_run_made_before_budgets_is_taken_as_it_was(tmp_path):

@@ -1,10 +1,10 @@
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from facelib.card import ModelCard
 from facelib.cli import main
 
 
@@ -62,7 +62,7 @@ def run_name(smoke_model_copy, monkeypatch, mirror):
 def _card(name: str) -> dict:
     from facelib import config
 
-    return json.loads((config.models_dir() / name / "card.json").read_text())
+    return ModelCard.load(config.models_dir() / name)
 
 
 def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
@@ -74,7 +74,7 @@ def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
         and "view1: accuracy" in out
         and "(20 pairs: 10 same, 10 different)" in out
     )
-    threshold = _card(run_name)["threshold"]
+    threshold = _card(run_name).threshold
     assert f"threshold {threshold:.4f} (View 1) saved in card.json" in out
 
     assert main(["evaluate", "--if-needed", "--model", run_name]) == 0
@@ -83,25 +83,24 @@ def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
         f"{run_name} is already evaluated (threshold {threshold:.4f} in its card); "
         "skipping (run without --if-needed to evaluate it again)"
     )
-    assert len(_card(run_name)["evaluations"]) == 1
+    assert len(_card(run_name).evaluations) == 1
 
 
 def test_evaluate_again_keeps_the_threshold_and_recalibrate_replaces_it(run_name, capsys):
     from facelib import config
 
     assert main(["evaluate", "--model", run_name]) == 0
-    card_path = config.models_dir() / run_name / "card.json"
-    card_path.write_text(json.dumps({**_card(run_name), "threshold": 0.5}))
+    ModelCard.update(config.models_dir() / run_name, lambda card: setattr(card, "threshold", 0.5))
     capsys.readouterr()
 
     assert main(["evaluate", "--model", run_name]) == 0
     assert "kept the calibrated threshold 0.5000 in card.json" in capsys.readouterr().out
-    assert _card(run_name)["threshold"] == 0.5
+    assert _card(run_name).threshold == 0.5
 
     assert main(["evaluate", "--model", run_name, "--recalibrate"]) == 0
-    new = _card(run_name)["threshold"]
+    new = _card(run_name).threshold
     assert f"threshold replaced (--recalibrate): 0.5000 → {new:.4f}" in capsys.readouterr().out
-    assert new == _card(run_name)["evaluations"][-1]["threshold"] != 0.5
+    assert new == _card(run_name).evaluations[-1]["threshold"] != 0.5
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from facelib.card import ModelCard
 from facelib.cli import main
 
 # person → picture numbers copied from LFW; the last two people have one picture each
@@ -61,11 +63,12 @@ def model(smoke_model):
     folder = config.models_dir() / name
     folder.mkdir()
     (folder / "model.keras").symlink_to(smoke_model / "model.keras")
-    card = json.loads((smoke_model / "card.json").read_text())
     # The card's open-set curve ("lfw"), set here: the smoke model holds out two validation
     # people, too few to compute one. Impostor distances spread over 0.5-1.5.
     curve = ImpostorCurve.from_distances(np.linspace(0.5, 1.5, 1000), source="test: the card's curve")
-    (folder / "card.json").write_text(json.dumps({**card, "open_set": curve.to_dict()}))
+    card = ModelCard.load(smoke_model)
+    card.open_set = curve.to_dict()
+    card.save(folder)
     yield name
     shutil.rmtree(folder)
 
@@ -84,7 +87,7 @@ def load_each_model_once():
         key = folder.resolve()
         if key not in loaded:
             loaded[key] = original(folder)[0]
-        return loaded[key], model_module.read_card(folder)
+        return loaded[key], ModelCard.load(folder)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(model_module, "load_model_folder", load_model_folder)
@@ -120,7 +123,8 @@ def _tight_calibration(model, name="tight", distance=1e-3):
     """A calibration whose impostor distances are all about `distance`: a name then
     needs a distance below it, which only a picture compared with itself has."""
     from facelib import config
-    from facelib.identification import Calibration, ImpostorCurve, save_calibration
+    from facelib.calibration import Calibration, save_calibration
+    from facelib.identification import ImpostorCurve
 
     distances = distance * (1 + np.linspace(0, 1e-3, 100))
     curve = ImpostorCurve.from_distances(distances, source="test: forced tiny")
@@ -343,7 +347,7 @@ def test_calibrate_refuses_a_blank_name_or_the_cards_before_loading_anything(run
 def test_calibrate_fits_the_threshold_with_the_shared_function(run, model, people):
     """`facelib calibrate` and the dashboard's gallery calibration are the same fit."""
     from facelib import config, folders
-    from facelib.identification import calibration_from_embeddings, load_calibration
+    from facelib.calibration import calibration_from_embeddings, load_calibration
     from facelib.verification import FaceVerifier
 
     assert run("calibrate", "--images", people, "--name", "shared", "--model", model)[0] == 0
@@ -558,3 +562,49 @@ def test_folder_pairs_are_every_same_pair_and_as_many_distinct_seeded_different_
     if len(sizes) > 4:
         other = folder_pairs(labels, seed=1)
         assert not np.array_equal(pairs.left[~pairs.same], other.left[~other.same])
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file of a folder with its bytes and modification time."""
+    return {
+        p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.mark.parametrize("with_curve", [True, False])
+def test_identify_and_the_dashboard_never_write_the_model_folder(run, model, people, tmp_path, with_curve):
+    """A read-only model folder (its card with or without an open-set curve): identify
+    from the command line and from the dashboard, with nothing written. Tests may run as
+    root, whom permissions do not stop, so every file's bytes and time are compared too."""
+    from facelib import config
+    from facelib.dashboard_controller import DashboardController
+
+    folder = config.models_dir() / f"{model}-read-only-{with_curve}"
+    folder.mkdir()
+    (folder / "model.keras").symlink_to((config.models_dir() / model / "model.keras").resolve())
+    card = ModelCard.load(config.models_dir() / model)
+    card.open_set = card.open_set if with_curve else None
+    card.save(folder)
+    gallery = tmp_path / "gallery"
+    powell = _picture(people, "Colin_Powell")
+    assert run("enroll", "Colin Powell", powell, "--gallery", gallery, "--model", folder)[0] == 0
+    before = _snapshot(folder)
+    folder.chmod(0o555)
+    (folder / "card.json").chmod(0o444)
+    try:
+        result = run("identify", _picture(people, "Colin_Powell", 2), "--gallery", gallery, "--model", folder)
+        controller = DashboardController.for_model(folder, gallery)
+        outcome = controller.handle_upload("probe", "probe.jpg", _picture(people, "Tony_Blair").read_bytes())
+    finally:
+        folder.chmod(0o755)
+    assert _snapshot(folder) == before
+    if with_curve:
+        assert result[0] == 0, result
+        assert outcome.identity is not None and not outcome.identity_problem
+    else:  # no curve: a clear message naming the command that makes one, nothing measured
+        remedy = f"run `facelib evaluate --model {folder}`"
+        assert "has no open-set curve" in _error(result) and remedy in _error(result)
+        assert outcome.identity is None and remedy in outcome.identity_problem
+    shutil.rmtree(folder)

@@ -16,22 +16,19 @@ import numpy as np
 import pytest
 
 from facelib import dashboard_controller
-from facelib.dashboard import SNAPSHOT_JS, Dashboard
-from facelib.dashboard_controller import DashboardController, Person, Verdict
-from facelib.decision import same_person
-from facelib.evaluate import save_view1_distances
-from facelib.gallery import THUMBNAILS, Gallery, model_id
-from facelib.identification import (
-    DEFAULT_FPIR,
-    FAR_GRID,
+from facelib.calibration import (
     Calibration,
-    ImpostorCurve,
-    OpenSetRule,
     calibration_from_embeddings,
     calibration_path,
     load_calibration,
     save_calibration,
 )
+from facelib.dashboard import SNAPSHOT_JS, Dashboard
+from facelib.dashboard_controller import DashboardController, Person, Verdict
+from facelib.decision import same_person
+from facelib.evaluate import save_view1_distances
+from facelib.gallery import THUMBNAILS, Gallery, model_id
+from facelib.identification import DEFAULT_FPIR, FAR_GRID, ImpostorCurve, OpenSetRule
 from facelib.verification import FaceVerifier
 
 

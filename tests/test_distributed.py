@@ -201,9 +201,9 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_pa
     from facelib.pipeline import embed_files, training_split
 
     model, card = load_model_folder(folder)
-    assert card["history"]["epochs"] == 2
+    assert card.history["epochs"] == 2
     paths = training_split(smoke_crops).validation.paths[:2]
-    embeddings = embed_files(model, paths, card["input_size"])
+    embeddings = embed_files(model, paths, card.input_size)
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
 

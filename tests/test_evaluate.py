@@ -7,6 +7,7 @@ from PIL import Image
 
 from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_features
+from facelib.card import ModelCard
 from facelib.datasets import ImageRef, Pair
 from facelib.decision import embedding_distance
 from facelib.evaluate import (
@@ -75,7 +76,7 @@ def run_name(smoke_model_copy):
 
 
 def _card(name: str) -> dict:
-    return json.loads((config.models_dir() / name / "card.json").read_text())
+    return ModelCard.load(config.models_dir() / name)
 
 
 @pytest.fixture
@@ -83,12 +84,12 @@ def few_pairs(monkeypatch, mirror, run_name):
     """View 1: 10 same + 10 different test pairs. View 2: one same and one different
     pair of unseen people per fold, plus 3 pairs with a person the model trained on."""
     card = _card(run_name)
-    seen = set(card["training_identities"]) | set(card["validation_identities"])
+    seen = set(card.training_identities) | set(card.validation_identities)
     view1 = datasets.view1_pairs("test")
     view1 = view1[:10] + view1[500:510]
     all_view2 = datasets.view2_pairs()  # per fold 300 same, then 300 different pairs
     view2 = [_unseen(all_view2[300 * block : 300 * (block + 1)], seen)[0] for block in range(20)]
-    trained_on = card["training_identities"][:3]
+    trained_on = card.training_identities[:3]
     stranger = view2[-1].right
     view2_seen = [Pair(ImageRef(person, 1), stranger, 0) for person in trained_on]
     monkeypatch.setattr(datasets, "view1_pairs", lambda split: view1)
@@ -109,36 +110,35 @@ def test_evaluate_by_run_name_crops_the_pairs_with_the_models_settings(run_name,
         for ref in (pair.left, pair.right):
             assert Image.open(crops_root / ref.relpath).size == (96, 96)
     card = _card(run_name)
-    assert card["threshold"] == evaluation.rows[0].threshold == evaluation.threshold_in_use
-    assert card["crops"] == CROPS_96 and "saved in card.json" in evaluation.threshold_note
+    assert card.threshold == evaluation.rows[0].threshold == evaluation.threshold_in_use
+    assert card.crops == CROPS_96 and "saved in card.json" in evaluation.threshold_note
     assert (config.models_dir() / run_name / "eval" / "metrics.json").is_file()
 
 
 def test_evaluating_again_keeps_the_threshold_unless_recalibrating(run_name, few_pairs):
     first = evaluate_model(run_name, view2=False, progress=False)
     folder = config.models_dir() / run_name
-    card = _card(run_name)
     earlier = 0.123  # as if an earlier evaluation (other crops, say) had chosen another one
-    (folder / "card.json").write_text(json.dumps({**card, "threshold": earlier}))
+    ModelCard.update(folder, lambda card: setattr(card, "threshold", earlier))
 
     again = evaluate_model(run_name, view2=False, tta=True, progress=False)
     card = _card(run_name)
-    assert card["threshold"] == earlier == again.threshold_in_use
+    assert card.threshold == earlier == again.threshold_in_use
     assert "kept the calibrated threshold 0.1230" in again.threshold_note
-    assert [e["threshold"] for e in card["evaluations"]] == [first.rows[0].threshold, again.rows[0].threshold]
-    assert [e["tta"] for e in card["evaluations"]] == [False, True]
+    assert [e["threshold"] for e in card.evaluations] == [first.rows[0].threshold, again.rows[0].threshold]
+    assert [e["tta"] for e in card.evaluations] == [False, True]
     # A TTA verifier is judged by this evaluation's TTA row, not by the card's threshold.
-    from facelib.verification import tta_threshold
+    from facelib.calibration import tta_calibration
 
     (tta_row,) = [r for r in again.rows if r.protocol == "view1 +TTA"]
-    assert tta_threshold(card, folder)[0] == tta_row.threshold != card["threshold"]
-    assert all(e["date"] and e["crops"] == CROPS_96 and e["view2"] is False for e in card["evaluations"])
+    assert tta_calibration(card, folder).threshold == tta_row.threshold != card.threshold
+    assert all(e["date"] and e["crops"] == CROPS_96 and e["view2"] is False for e in card.evaluations)
 
     recalibrated = evaluate_model(run_name, view2=False, recalibrate=True, progress=False)
     card = _card(run_name)
-    assert card["threshold"] == recalibrated.rows[0].threshold != earlier
+    assert card.threshold == recalibrated.rows[0].threshold != earlier
     assert "threshold replaced (--recalibrate): 0.1230 →" in recalibrated.threshold_note
-    assert len(card["evaluations"]) == 3
+    assert len(card.evaluations) == 3
 
 
 def test_view2_keeps_only_pairs_of_unseen_people_and_view1_refuses_any(run_name, few_pairs):
@@ -148,14 +148,12 @@ def test_view2_keeps_only_pairs_of_unseen_people_and_view1_refuses_any(run_name,
     assert (row.pairs, row.dropped_pairs) == (len(view2), len(view2_seen)) == (20, 3)
     _, _, scored = evaluation.distances["view2"]
     assert scored == view2
-    assert "threshold" not in _card(run_name)  # save=False leaves the card alone
+    assert _card(run_name).threshold is None  # save=False leaves the card alone
 
     folder = config.models_dir() / run_name
-    card = _card(run_name)
     view1 = datasets.view1_pairs("test")
     person = view1[0].left.person
-    card["training_identities"] = [*card["training_identities"], person]
-    (folder / "card.json").write_text(json.dumps(card))
+    ModelCard.update(folder, lambda card: card.training_identities.append(person))
     overlapping = sum(person in (p.left.person, p.right.person) for p in view1)
     with pytest.raises(
         IdentityOverlapError, match=f"{overlapping} of 20 pairs involve people the model trained on"
@@ -176,7 +174,7 @@ def test_tta_averages_each_crop_with_its_mirror_image(run_name, few_pairs):
 
     model, card = load_model_folder(config.models_dir() / run_name)
     paths, left, right = pair_crop_paths(view1, Path(evaluation.crops))
-    images = np.stack([eval_transform(tf.cast(decode(p), tf.float32), card["input_size"]) for p in paths])
+    images = np.stack([eval_transform(tf.cast(decode(p), tf.float32), card.input_size) for p in paths])
     plain = model.predict(images, verbose=0)
     mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]), verbose=0)  # width is axis 2
     both = plain + mirrored

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from facelib import machine
+from facelib.card import ModelCard
 from facelib.errors import ConfigError
 from facelib.train import ALLOW_EMULATED_BFLOAT16, TrainConfig, resolve_precision
 
@@ -241,7 +242,7 @@ def test_onednn_on_and_off_give_the_same_embeddings(smoke_model, smoke_crops, tm
 
 
 def smoke_model_dim(folder) -> int:
-    return json.loads((folder / "card.json").read_text())["config"]["embedding_dim"]
+    return ModelCard.load(folder).config["embedding_dim"]
 
 
 def test_a_verifier_that_loads_tensorflow_first_runs_verify_math(smoke_model):

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from facelib import machine
+from facelib.card import ModelCard
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "main-command"
@@ -191,11 +192,11 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     assert f"dashboard: open http://127.0.0.1:{first_port}" in first
 
     folder = clean_home / "models" / RUN
-    card = json.loads((folder / "card.json").read_text())
-    assert "threshold" in card and len(card["evaluations"]) == 1
-    assert card["evaluations"][0]["view2"] is False
+    card = ModelCard.load(folder)
+    assert card.threshold is not None and len(card.evaluations) == 1
+    assert card.evaluations[0]["view2"] is False
     assert (folder / "eval" / "metrics.json").is_file()
-    served = f"facelib dashboard: model {RUN} ({folder.resolve()}), threshold {card['threshold']:.3f}"
+    served = f"facelib dashboard: model {RUN} ({folder.resolve()}), threshold {card.threshold:.3f}"
     assert served_model(first_page) == served
 
     # A newer model beside it: the dashboard must still serve RUN, not the newest.
@@ -216,5 +217,5 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     assert f"{RUN} is already evaluated" in second
     assert f"training {RUN}:" not in second and "cropping " not in second
     assert f"dashboard: open http://127.0.0.1:{second_port}" in second
-    assert json.loads((folder / "card.json").read_text()) == card  # nothing evaluated again
+    assert ModelCard.load(folder) == card  # nothing evaluated again
     assert served_model(second_page) == served

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
+from facelib.calibration import Calibration
 from facelib.errors import FacelibError
 from facelib.identification import (
     FAR_GRID,
-    Calibration,
     ImpostorCurve,
     OpenSetRule,
     open_set_figures,
@@ -263,7 +263,7 @@ def test_the_split_is_deterministic_and_never_probes_an_enrolled_picture():
     ],
 )
 def test_a_damaged_calibration_file_is_a_clear_error(tmp_path, content):
-    from facelib.identification import CALIBRATIONS, load_calibration
+    from facelib.calibration import CALIBRATIONS, load_calibration
 
     (tmp_path / CALIBRATIONS).mkdir()
     (tmp_path / CALIBRATIONS / "mine.json").write_text(content)
@@ -272,7 +272,7 @@ def test_a_damaged_calibration_file_is_a_clear_error(tmp_path, content):
 
 
 def test_the_card_calibration_name_is_reserved(tmp_path):
-    from facelib.identification import CARD, Calibration, save_calibration
+    from facelib.calibration import CARD, Calibration, save_calibration
 
     with pytest.raises(FacelibError, match="model card's own"):
         save_calibration(tmp_path, Calibration(CARD, 1.0, "x", None))

@@ -178,7 +178,7 @@ def test_a_run_killed_at_each_step_resumes_without_losing_or_repeating_anything(
     assert not (folder / "backup").exists()
     assert _history(folder) == list(range(cfg.epochs))
     model, card = load_model_folder(folder)
-    assert card["history"]["epochs"] == cfg.epochs
+    assert card.history["epochs"] == cfg.epochs
     assert digest(model.weights) == trained["weights"]  # the model the killed run had trained
 
 

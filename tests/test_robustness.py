@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from facelib import config, datasets
+from facelib.card import ModelCard
 from facelib.cli import main
 from facelib.crop import CropSettings, crop_picture
 from facelib.errors import FacelibError
 from facelib.images import load_image
-from facelib.model import read_card
 from facelib.robustness import (
     DEGRADATIONS,
     REPORT,
@@ -83,14 +83,14 @@ def test_the_clahe_retry_finds_faces_in_shadow_that_plain_detection_missed(lfw_r
 
 
 def test_report_on_the_smoke_model_scores_its_validation_pairs(smoke_model):
-    card = read_card(smoke_model)
+    card = ModelCard.load(smoke_model)
     pairs = suite_pairs(card)
-    assert len(pairs.same) == 2 * card["config"]["validation_pairs"]
-    validation = set(card["validation_identities"])
+    assert len(pairs.same) == 2 * card.config["validation_pairs"]
+    validation = set(card.validation_identities)
     # Validation people only: of the training side, never trained on, never a test person.
     assert validation <= set(datasets.view1_people("train"))
     assert not validation & set(datasets.view1_people("test"))
-    assert not validation & set(card["training_identities"])
+    assert not validation & set(card.training_identities)
     for path in pairs.left_crops + pairs.right_pictures:
         assert path.split("/")[-2] in validation
     report = robustness_report(smoke_model, progress=False)
@@ -99,9 +99,9 @@ def test_report_on_the_smoke_model_scores_its_validation_pairs(smoke_model):
         assert 0.0 <= row.auc <= 1.0 and 0.0 <= row.faces_found <= 1.0
         assert row.accuracy_at_best_threshold >= row.accuracy_at_card_threshold - 1e-9
     # The `none` row crops the pictures again, nothing changed: the crops training made.
-    crops_root = config.processed_dir() / card["config"]["crops"]
+    crops_root = config.processed_dir() / card.config["crops"]
     again, found = degraded_crops(
-        pairs.right_pictures[:8], "none", CropSettings.from_dict(card["crop_settings"])
+        pairs.right_pictures[:8], "none", CropSettings.from_dict(card.crop_settings)
     )
     for crop, picture in zip(again, pairs.right_pictures[:8], strict=True):
         stored = load_image(crops_root / Path(picture).parent.name / Path(picture).name)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from facelib import config, datasets
+from facelib.card import ModelCard
 from facelib.errors import ConfigError, FacelibError
 from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
 from facelib.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices, training_split
@@ -97,13 +98,13 @@ def test_single_picture_people_are_capped_with_the_identities(smoke_crops):
 def test_a_run_with_single_picture_people_trains_them_as_classes(smoke_crops, capsys):
     cfg = TrainConfig.preset("smoke", settings={"single_picture_people": True, "classifier": "cosface"})
     folder = train(cfg, "with-singles", verbose=0)
-    card = json.loads((folder / "card.json").read_text())
+    card = ModelCard.load(folder)
     plain = training_split(smoke_crops, max_identities=24).train.identities
-    added = set(card["training_identities"]) - set(plain)
-    assert added and not added & set(card["validation_identities"])
+    added = set(card.training_identities) - set(plain)
+    assert added and not added & set(card.validation_identities)
     assert f"({len(added)} with one picture)" in capsys.readouterr().out
     plain_images = training_split(smoke_crops, max_identities=24).train.with_at_least(2).images
-    assert card["training_images"] == plain_images + len(added)  # one picture each
+    assert card.training_images == plain_images + len(added)  # one picture each
 
 
 def test_random_triplets_pair_two_images_of_one_person_with_another_person():
@@ -153,7 +154,7 @@ def test_save_then_load_gives_identical_embeddings(tmp_path):
     loaded, card = load_model_folder(tmp_path / "m")
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3)).astype("float32")
     assert np.allclose(model.predict(images, verbose=0), loaded.predict(images, verbose=0), atol=1e-6)
-    assert (card["input_size"], card["embedding_dim"]) == (40, 16)
+    assert (card.input_size, card.embedding_dim) == (40, 16)
     assert np.allclose(np.linalg.norm(loaded.predict(images, verbose=0), axis=1), 1.0, atol=1e-5)
 
 
@@ -168,13 +169,13 @@ def test_loading_bad_model_folders_fails_clearly(tmp_path):
     with pytest.raises(ModelError, match="not a facelib model card"):
         load_model_folder(tmp_path / "other")
     model = build_embedding_model(input_size=40, embedding_dim=16)
-    save_model_folder(tmp_path / "m", model, {})
-    card = json.loads((tmp_path / "m" / "card.json").read_text())
-    (tmp_path / "m" / "card.json").write_text(json.dumps({**card, "embedding_dim": 64}))
+    save_model_folder(tmp_path / "m", model, ModelCard("m", 0, 0))
+    card = ModelCard.load(tmp_path / "m")
+    ModelCard.update(tmp_path / "m", lambda card: setattr(card, "embedding_dim", 64))
     with pytest.raises(ModelError, match="does not match its card"):
         load_model_folder(tmp_path / "m")
     (tmp_path / "m" / "model.keras").write_bytes(b"not a zip file")
-    (tmp_path / "m" / "card.json").write_text(json.dumps(card))
+    card.save(tmp_path / "m")
     with pytest.raises(ModelError, match="not a model facelib can load"):
         load_model_folder(tmp_path / "m")
 
@@ -191,9 +192,9 @@ def test_smoke_training_lowers_the_loss(smoke_crops):
     with open(folder / "history.csv") as f:
         losses = [float(row["loss"]) for row in csv.DictReader(f)]
     assert len(losses) == 3 and losses[-1] < 0.5 * losses[0], losses
-    card = json.loads((folder / "card.json").read_text())
-    assert card["history"]["epochs"] == 3 and 0 <= card["history"]["final_val_auc"] <= 1
-    assert card["training_identities"] and card["data_manifest_sha256"]
+    card = ModelCard.load(folder)
+    assert card.history["epochs"] == 3 and 0 <= card.history["final_val_auc"] <= 1
+    assert card.training_identities and card.data_manifest_sha256
     assert not (folder / "backup").exists()
 
 

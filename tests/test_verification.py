@@ -10,6 +10,7 @@ from PIL import Image
 
 import facelib
 from facelib import FaceVerifier, config
+from facelib.card import ModelCard
 from facelib.errors import ImageError, ImageTooLargeError, NoFaceError
 from facelib.model import ModelError
 
@@ -67,16 +68,16 @@ def test_flip_tta_takes_the_threshold_evaluate_set_for_it(smoke_model, tmp_path)
     shutil.copytree(smoke_model, folder)
     with pytest.raises(FacelibError, match="evaluate --tta"):
         FaceVerifier(folder, tta=True)
-    card = json.loads((folder / "card.json").read_text())
-    card.setdefault("evaluations", []).append(
+    card = ModelCard.load(folder)
+    card.evaluations.append(
         {"tta": True, "metrics": {"view1": {"threshold": 1.2}, "view1 +TTA": {"threshold": 0.9}}}
     )
-    (folder / "card.json").write_text(json.dumps(card))
+    card.save(folder)
     flipped = FaceVerifier(folder, tta=True)
     assert flipped.threshold == 0.9 and "test-time" in flipped.threshold_source
     assert FaceVerifier(folder).threshold != 0.9  # plain embeddings keep the card's
-    card["evaluations"][-1]["crops"] = "other-crops"  # evaluated on crops the card's threshold was not
-    (folder / "card.json").write_text(json.dumps(card))
+    card.evaluations[-1]["crops"] = "other-crops"  # evaluated on crops the card's threshold was not
+    card.save(folder)
     with pytest.raises(FacelibError, match="evaluate --tta"):
         FaceVerifier(folder, tta=True)
     with pytest.raises(FacelibError, match="plain embeddings"):
@@ -142,7 +143,7 @@ def test_verification_crops_pictures_as_preprocessing_did(smoke_model, lfw_root,
 
     # The crop policy alone: verify's light correction comes after it (tests/test_quality.py).
     verifier = FaceVerifier(smoke_model, no_face="whole", correct_light=False)
-    settings = CropSettings.from_dict(verifier.card["crop_settings"])
+    settings = CropSettings.from_dict(verifier.card.crop_settings)
     assert verifier.crop_settings == settings
     monkeypatch.setattr(preprocess, "_detector", settings.make_detector())  # a worker's, from the card
     for name, rgb in _policy_pictures(lfw_root).items():
@@ -166,16 +167,14 @@ def test_an_older_card_gets_the_default_crop_policy(verifier, smoke_model, lfw_r
     older = tmp_path / "older-card"
     older.mkdir()
     (older / "model.keras").symlink_to(smoke_model / "model.keras")
-    card = json.loads((smoke_model / "card.json").read_text())
+    card = ModelCard.load(smoke_model)
     for added in ("min_face_px", "pad_retry", "fallback_fraction"):  # what an older facelib wrote
-        del card["crop_settings"][added]
-    card["crop_settings"]["margin"] = 0.35
-    (older / "card.json").write_text(json.dumps(card))
+        del card.crop_settings[added]
+    card.crop_settings["margin"] = 0.35
+    card.save(older)
 
     loaded = FaceVerifier(older)
-    assert loaded.crop_settings == replace(
-        CropSettings.from_dict(verifier.card["crop_settings"]), margin=0.35
-    )
+    assert loaded.crop_settings == replace(CropSettings.from_dict(verifier.card.crop_settings), margin=0.35)
     assert loaded.crop_settings.pad_retry == CropSettings().pad_retry
     bush = _lfw(lfw_root, "George_W_Bush", 1)
     wider, _ = loaded.face_crop(bush)
