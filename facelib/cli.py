@@ -46,7 +46,7 @@ from facelib.calibration import (
 )
 from facelib.card import ModelCard
 from facelib.detection import DETECTORS
-from facelib.errors import FacelibError
+from facelib.errors import FacelibError, RunFolderError
 from facelib.evaluate import evaluate_model, print_table
 from facelib.files import check_name
 from facelib.gallery import Gallery, model_id
@@ -677,6 +677,12 @@ def interrupted_message(args: argparse.Namespace) -> str:
 def hint(exc: FacelibError) -> str:
     """What to do next, in the command line's terms, for errors that carry the facts as
     fields; the library's own message stays free of flags (notebooks see it too)."""
+    if isinstance(exc, RunFolderError):
+        return (
+            "pass --resume to continue it, or choose another --name"
+            if exc.resumable
+            else "choose another --name"
+        )
     if isinstance(exc, reports.EmptyGalleryError):
         return (
             "enroll people with `facelib enroll NAME photo…`, or give a folder of person/*.jpg with --known"

@@ -112,7 +112,7 @@ def open_set_split(
             f"enroll must be at least 1 and below {min_pictures} (pictures a gallery person has)"
         )
     if gallery_people is not None and gallery_people < 1:
-        raise FacelibError(f"--gallery-people must be at least 1, not {gallery_people}")
+        raise FacelibError(f"gallery_people must be at least 1, not {gallery_people}")
     rng = np.random.default_rng(seed)
     names = sorted(pictures)
     eligible = [n for n in names if len(pictures[n]) >= min_pictures]
