@@ -4,9 +4,10 @@
     calibration = resolve_calibration(folder, card, "office")  # facelib calibrate's
     calibration.threshold, calibration.threshold_source, calibration.open_set_curve()
 
-A model has one built-in calibration, `lfw`: the card's View 1 threshold and the impostor
-curve of its validation people (`facelib evaluate` sets both; until then the threshold
-training chose on its validation people). `facelib calibrate --images` and the
+A model has one built-in calibration, `lfw`: the card's View 1 threshold (`facelib
+evaluate`; until then the one training chose on its validation people) and the impostor
+curve of its validation people (measured at the end of training, and by `facelib
+evaluate` for a card without one). `facelib calibrate --images` and the
 dashboard's gallery save others under <model>/calibrations/NAME.json. Verify, identify,
 `evaluate --images` and the dashboard all ask `resolve_calibration`, and none of them
 measures or writes anything: a model without a curve gets a message naming the command
@@ -21,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facelib import config
 from facelib.card import ModelCard
 from facelib.errors import FacelibError
 from facelib.files import check_name, write_json_atomic
 from facelib.folders import folder_pairs
 from facelib.identification import ImpostorCurve
 from facelib.metrics import best_threshold
+from facelib.preprocess import read_manifest
 
 CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
 CARD = "lfw"  # the name of the calibration held in the model card itself
@@ -117,6 +120,27 @@ def resolve_calibration(
             "test-time augmentation (tta)"
         )
     return load_calibration(folder, name)
+
+
+def validation_curve(model, card: ModelCard) -> ImpostorCurve:
+    """The open-set calibration of a model: distances between pictures of different
+    *validation* people (training side, never trained on, never test people)."""
+    from facelib.pipeline import FaceSet, embed_files  # TensorFlow
+
+    crops_root = config.processed_dir() / card.training_crops
+    people = card.validation_identities
+    faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
+    if len(faces.identities) < 2:
+        raise FacelibError(
+            f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
+        )
+    embeddings = embed_files(model, faces.paths, card.input_size)
+    labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
+    source = (
+        f"validation people of the training side: {len(faces.identities)} people, "
+        f"{faces.images} pictures ({Path(crops_root).name})"
+    )
+    return ImpostorCurve.from_embeddings(embeddings, labels, source)
 
 
 # ------------------------------------------------------------------ named ones

@@ -30,13 +30,13 @@ import numpy as np
 
 from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_embed
+from facelib.calibration import validation_curve
 from facelib.card import ModelCard
 from facelib.crop import CropSettings
 from facelib.datasets import Pair
 from facelib.decision import embedding_distance, mean_embedding
 from facelib.errors import FacelibError
 from facelib.files import write_atomic, write_json_atomic
-from facelib.identification import ImpostorCurve
 from facelib.metrics import (
     best_threshold,  # noqa: F401 (train.py imports it from here until its split moves to metrics)
     cross_validated_accuracy,
@@ -45,7 +45,7 @@ from facelib.metrics import (
     stratified_folds,
     tar_at_far,
 )
-from facelib.preprocess import output_dir, preprocess_dataset, read_manifest
+from facelib.preprocess import output_dir, preprocess_dataset
 
 
 class IdentityOverlapError(FacelibError):
@@ -322,7 +322,7 @@ def evaluate_model(
     curve, curve_note = None, ""
     if card.open_set is None or recalibrate:
         try:
-            curve = validation_impostor_curve(model, card).to_dict()
+            curve = validation_curve(model, card).to_dict()
         except FacelibError as exc:  # identification only: the scores above still stand
             curve_note = f"; no open-set calibration: {exc}"
 
@@ -335,27 +335,6 @@ def evaluate_model(
     evaluation.threshold_note += curve_note
     save_evaluation(folder, evaluation, crops_root)
     return evaluation
-
-
-def validation_impostor_curve(model, card: ModelCard):
-    """The open-set calibration of a model: distances between pictures of different
-    *validation* people (training side, never trained on, never test people)."""
-    from facelib.pipeline import FaceSet, embed_files  # TensorFlow
-
-    crops_root = config.processed_dir() / card.training_crops
-    people = card.validation_identities
-    faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
-    if len(faces.identities) < 2:
-        raise FacelibError(
-            f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
-        )
-    embeddings = embed_files(model, faces.paths, card.input_size)
-    labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
-    source = (
-        f"validation people of the training side: {len(faces.identities)} people, "
-        f"{faces.images} pictures ({Path(crops_root).name})"
-    )
-    return ImpostorCurve.from_embeddings(embeddings, labels, source)
 
 
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:

@@ -1,11 +1,13 @@
-"""Triplet losses, written with keras.ops so they read next to the papers.
+"""Triplet losses, written with keras.ops so they read next to the papers, one per
+mining mode (`TRIPLET_LOSSES`), and `make_loss(mining, margin, soft)` the Keras loss
+that trains with one of them.
 
-- `RandomTripletLoss`: the seed's scheme. The batch is [anchors; positives;
+- `random`: the seed's scheme. The batch is [anchors; positives;
   negatives] in three equal thirds; loss = mean max(d(a,p) − d(a,n) + margin, 0).
-- `BatchHardTripletLoss` (Hermans et al. 2017): for each anchor in a P×K batch, its
+- `batch_hard` (Hermans et al. 2017): for each anchor in a P×K batch, its
   farthest positive and its closest negative; hinge with a margin, or the soft margin
   log(1 + exp(d(a,p) − d(a,n))).
-- `BatchSemiHardTripletLoss` (Schroff et al. 2015, FaceNet): for each (anchor,
+- `batch_semihard` (Schroff et al. 2015, FaceNet): for each (anchor,
   positive) pair, the closest negative that is still farther than the positive; if
   there is none, the farthest negative.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from facelib.config import MINING_MODES
+from facelib.errors import ConfigError
 
 BIG = 1e9  # stands in for "no such element" in masked minima and maxima
 
@@ -115,43 +117,54 @@ class _WholeBatchLoss(keras.losses.Loss):
         return self.whole_batch(labels, embeddings) / context.num_replicas_in_sync
 
 
-@keras.saving.register_keras_serializable(package="facelib")
-class BatchHardTripletLoss(_WholeBatchLoss):
-    def __init__(self, margin: float = 0.2, soft: bool = False, name: str = "batch_hard", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin, self.soft = margin, soft
-
-    def whole_batch(self, labels, embeddings):
-        return batch_hard_triplet_loss(labels, embeddings, self.margin, self.soft)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "soft": self.soft}
-
-
-@keras.saving.register_keras_serializable(package="facelib")
-class BatchSemiHardTripletLoss(_WholeBatchLoss):
-    def __init__(self, margin: float = 0.2, name: str = "batch_semihard", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = margin
-
-    def whole_batch(self, labels, embeddings):
-        return batch_semihard_triplet_loss(labels, embeddings, self.margin)
-
-    def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+# mining → the whole-batch loss, each called (labels, embeddings, margin, soft). The soft
+# margin is batch-hard's (Hermans et al.); the other two keep the hinge.
+TRIPLET_LOSSES = {
+    "random": lambda labels, embeddings, margin, soft: random_triplet_loss(embeddings, margin),
+    "batch_hard": batch_hard_triplet_loss,
+    "batch_semihard": lambda labels, embeddings, margin, soft: batch_semihard_triplet_loss(
+        labels, embeddings, margin
+    ),
+}
+_LOSS_NAMES = {"random": "random_triplet"}  # Keras's name of the loss object; the others are the mode
 
 
 @keras.saving.register_keras_serializable(package="facelib")
-class RandomTripletLoss(_WholeBatchLoss):
-    def __init__(self, margin: float = 0.2, name: str = "random_triplet", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.margin = margin
+class TripletLoss(_WholeBatchLoss):
+    """The triplet loss of one mining mode of TRIPLET_LOSSES."""
+
+    def __init__(
+        self, mining: str, margin: float = 0.2, soft: bool = False, name: str | None = None, **kwargs
+    ):
+        if mining not in TRIPLET_LOSSES:
+            raise ConfigError(f"unknown mining mode {mining!r}; choose one of {', '.join(TRIPLET_LOSSES)}")
+        super().__init__(name=name or _LOSS_NAMES.get(mining, mining), **kwargs)
+        self.mining, self.margin, self.soft = mining, margin, soft
 
     def whole_batch(self, labels, embeddings):
-        return random_triplet_loss(embeddings, self.margin)
+        return TRIPLET_LOSSES[self.mining](labels, embeddings, self.margin, self.soft)
 
     def get_config(self):
-        return {**super().get_config(), "margin": self.margin}
+        return {**super().get_config(), "mining": self.mining, "margin": self.margin, "soft": self.soft}
+
+
+class _SavedAs:
+    """Reads a triplet loss saved under its older class name, one class per mining mode
+    (the compile config of early model.keras files)."""
+
+    def __init__(self, mining: str):
+        self.mining = mining
+
+    def from_config(self, config: dict) -> TripletLoss:
+        return TripletLoss(self.mining, **config)
+
+
+for _mining, _class_name in [
+    ("batch_hard", "BatchHardTripletLoss"),
+    ("batch_semihard", "BatchSemiHardTripletLoss"),
+    ("random", "RandomTripletLoss"),
+]:
+    keras.saving.get_custom_objects()[f"facelib>{_class_name}"] = _SavedAs(_mining)
 
 
 # ------------------------------------------------------------- margin-softmax head
@@ -182,10 +195,5 @@ class CosFaceLoss(_WholeBatchLoss):
 
 
 def make_loss(mining: str, margin: float = 0.2, soft: bool = False) -> keras.losses.Loss:
-    if mining == "batch_hard":
-        return BatchHardTripletLoss(margin, soft)
-    if mining == "batch_semihard":
-        return BatchSemiHardTripletLoss(margin)
-    if mining == "random":
-        return RandomTripletLoss(margin)
-    raise ValueError(f"unknown mining mode {mining!r}; choose one of {', '.join(MINING_MODES)}")
+    """The Keras loss of `mining`, one of TRIPLET_LOSSES (ConfigError for another)."""
+    return TripletLoss(mining, margin, soft)

@@ -36,10 +36,11 @@ from scipy.stats import beta
 
 from facelib import config, datasets
 from facelib.baselines import chi_square, lbp_embed
+from facelib.calibration import validation_curve
 from facelib.card import ModelCard
 from facelib.decision import same_person
 from facelib.errors import FacelibError
-from facelib.evaluate import IdentityOverlapError, validation_impostor_curve
+from facelib.evaluate import IdentityOverlapError
 from facelib.identification import (
     TEMPLATE_MODES,
     ImpostorCurve,
@@ -323,7 +324,7 @@ def calibration_curve(model, card: ModelCard):
         curve = ImpostorCurve.from_dict(card.open_set)
         return curve, f"the card's (`facelib evaluate`): {curve.source}, {curve.pairs:,} pairs"
     try:
-        curve = validation_impostor_curve(model, card)
+        curve = validation_curve(model, card)
     except FacelibError as exc:
         return None, f"none: the card has no open-set calibration and it could not be measured ({exc})"
     return curve, f"measured now, the card has none yet: {curve.source}, {curve.pairs:,} pairs"

@@ -39,6 +39,7 @@ def _child(mode: str, kill_at: str, run: str) -> None:
     import keras
 
     import facelib.train as t
+    import facelib.training_callbacks as training_callbacks
 
     def event(**fields):
         print("EVENT " + json.dumps(fields), flush=True)
@@ -50,7 +51,7 @@ def _child(mode: str, kill_at: str, run: str) -> None:
     if kill_at == "first-backup":  # epoch 0 validated and logged, its backup not yet begun
         t.EpochBackup.on_epoch_end = kill
     elif kill_at == "validation-of-epoch-2":  # while embedding the validation pairs after epoch 1
-        embed, calls = t.embed_files, []
+        embed, calls = training_callbacks.embed_files, []
 
         def embed_files(*args, **kwargs):
             calls.append(1)
@@ -58,7 +59,7 @@ def _child(mode: str, kill_at: str, run: str) -> None:
                 kill()
             return embed(*args, **kwargs)
 
-        t.embed_files = embed_files
+        training_callbacks.embed_files = embed_files
     elif kill_at == "save":  # fit has returned; model.keras and card.json not yet written
         t.save_model_folder = kill
     elif kill_at == "backup-removal":  # model.keras and card.json written; backup still there

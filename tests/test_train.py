@@ -195,6 +195,11 @@ def test_smoke_training_lowers_the_loss(smoke_crops):
     card = ModelCard.load(folder)
     assert card.history["epochs"] == 3 and 0 <= card.history["final_val_auc"] <= 1
     assert card.training_identities and card.data_manifest_sha256
+    # Its validation people's impostor curve: the model identifies without `facelib evaluate`.
+    curve = card.open_set
+    assert curve["source"].startswith(
+        f"validation people of the training side: {len(card.validation_identities)}"
+    )
     assert not (folder / "backup").exists()
 
 
