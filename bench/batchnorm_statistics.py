@@ -27,7 +27,7 @@ from common import machine  # noqa: E402
 
 def validation_auc(model, split, card) -> tuple[float, float]:
     """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
-    from facelib.evaluate import best_threshold
+    from facelib.metrics import best_threshold
     from facelib.pipeline import validation_pairs
     from facelib.train import ValidationAUC, verification_auc
 

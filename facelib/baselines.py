@@ -8,15 +8,17 @@ and described by one normalised histogram per cell of a 7x7 grid (Ahonen et al. 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+
+from facelib.images import load_image
 
 GRID, SIZE, BINS = 7, 112, 59
 BOX_FRACTION = 1 / 1.4  # the face box inside a crop made with margin 0.2
 
 
 def lbp_features(rgb: np.ndarray, box_fraction: float = BOX_FRACTION) -> np.ndarray:
-    import cv2
-    from skimage.feature import local_binary_pattern
+    from skimage.feature import local_binary_pattern  # scikit-image: only the baseline needs it
 
     side = rgb.shape[0]
     cut = int(round(side * (1 - box_fraction) / 2))
@@ -34,8 +36,6 @@ def lbp_features(rgb: np.ndarray, box_fraction: float = BOX_FRACTION) -> np.ndar
 
 
 def lbp_embed(paths: list[str]) -> np.ndarray:
-    from facelib.images import load_image
-
     return np.stack([lbp_features(load_image(p)) for p in paths])
 
 

@@ -25,8 +25,11 @@ import numpy as np
 from facelib import config
 from facelib.card import ModelCard
 from facelib.errors import FacelibError
-from facelib.files import write_json_atomic
+from facelib.files import check_name, write_json_atomic
+from facelib.folders import folder_pairs
 from facelib.identification import ImpostorCurve
+from facelib.metrics import best_threshold
+from facelib.preprocess import read_manifest
 
 CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
 CARD = "lfw"  # the name of the calibration held in the model card itself
@@ -128,8 +131,7 @@ def validation_curve(model, card: ModelCard) -> ImpostorCurve:
 
 def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) -> ImpostorCurve:
     """The impostor curve of `people`'s crops in `crops_root`, embedded by `model`."""
-    from facelib.pipeline import FaceSet, embed_files
-    from facelib.preprocess import read_manifest
+    from facelib.pipeline import FaceSet, embed_files  # TensorFlow
 
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
     if len(faces.identities) < 2:
@@ -149,8 +151,6 @@ def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) 
 
 
 def calibration_path(model_folder: Path, name: str) -> Path:
-    from facelib.gallery import check_name
-
     if not name.strip():
         raise FacelibError("give the calibration a name")
     if name.strip() == CARD:
@@ -188,6 +188,55 @@ def load_calibration(model_folder: Path, name: str) -> Calibration:
         raise FacelibError(f"{path} is damaged ({exc}); run `facelib calibrate` again") from exc
 
 
+# "Enough pictures to calibrate", the one rule `facelib calibrate`, the dashboard's
+# "Calibrate on my gallery" and calibration_from_embeddings share: same-person pairs of
+# several people, and different-person pairs between them.
+CALIBRATION_PEOPLE, CALIBRATION_PICTURES = 3, 2
+
+
+@dataclass(frozen=True)
+class CalibrationReadiness:
+    """Whether pictures (or enrolled templates) are enough to calibrate on."""
+
+    people: int
+    pictures: int
+    ready_people: int  # people with CALIBRATION_PICTURES pictures or more
+
+    @classmethod
+    def of(cls, counts) -> CalibrationReadiness:
+        """From each person's number of pictures."""
+        counts = [int(n) for n in counts if n > 0]
+        return cls(len(counts), sum(counts), sum(n >= CALIBRATION_PICTURES for n in counts))
+
+    @classmethod
+    def of_labels(cls, labels) -> CalibrationReadiness:
+        return cls.of(np.unique(np.asarray(labels), return_counts=True)[1] if len(labels) else [])
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_people >= CALIBRATION_PEOPLE
+
+
+class TooFewToCalibrateError(FacelibError):
+    """Not enough people with enough pictures to calibrate on."""
+
+    def __init__(self, readiness: CalibrationReadiness, where: str = "", what: str = "pictures"):
+        self.readiness, self.where, self.what = readiness, where, what
+        super().__init__(
+            f"too few {what}{f' in {where}' if where else ''} to calibrate: {readiness.people} people, "
+            f"{readiness.ready_people} with two pictures or more; give at least {CALIBRATION_PEOPLE} "
+            f"people with {CALIBRATION_PICTURES} pictures or more"
+        )
+
+
+def require_calibration_pictures(counts, where: str = "", what: str = "pictures") -> CalibrationReadiness:
+    """The readiness of each person's number of pictures; TooFewToCalibrateError if not ready."""
+    readiness = CalibrationReadiness.of(counts)
+    if not readiness.ready:
+        raise TooFewToCalibrateError(readiness, where, what)
+    return readiness
+
+
 def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed: int = 0) -> Calibration:
     """Thresholds measured on labelled embeddings, the one way `facelib calibrate` and the
     dashboard's "Calibrate on my gallery" fit them. The verification threshold has the
@@ -196,19 +245,13 @@ def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed
     (`folders.folder_pairs`); the impostor curve comes from every different-person pair
     (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
     saved texts add the people, pictures and pairs counted."""
-    from facelib.evaluate import best_threshold
-    from facelib.folders import folder_pairs
-
     embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
+    readiness = CalibrationReadiness.of_labels(labels)
+    if not readiness.ready:
+        raise TooFewToCalibrateError(readiness)
     index = folder_pairs(labels, seed=seed)
-    same = int(index.same.sum())
-    if same == 0 or same == len(index):
-        raise FacelibError(
-            f"nothing to calibrate on: {same} same-person and {len(index) - same} different-person "
-            "pairs; give at least 2 people, one of them with 2 pictures or more"
-        )
     threshold = best_threshold(index.distances(embeddings), index.same, balanced=True)
-    counts = f"{len(np.unique(labels)):,} people, {len(labels):,} pictures"
+    counts = f"{readiness.people:,} people, {readiness.pictures:,} pictures"
     curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
     threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
     return Calibration(name, threshold, threshold_source, curve)

@@ -35,9 +35,24 @@ import json
 import sys
 from pathlib import Path
 
-from facelib import config, datasets, machine
+import numpy as np
+
+from facelib import config, datasets, doctor, folders, machine, reports, verification
+from facelib.calibration import (
+    CALIBRATION_PEOPLE,
+    CALIBRATION_PICTURES,
+    calibration_path,
+    require_calibration_pictures,
+)
+from facelib.card import ModelCard
 from facelib.detection import DETECTORS
-from facelib.errors import FacelibError
+from facelib.errors import FacelibError, RunFolderError
+from facelib.evaluate import evaluate_model, print_table
+from facelib.files import check_name
+from facelib.gallery import Gallery, model_id
+from facelib.identification import DEFAULT_FPIR, TEMPLATE_MODES
+from facelib.preprocess import CropSettings, preprocess_dataset
+from facelib.robustness import REPORT, robustness_report
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -53,8 +68,6 @@ def warn(message: str) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from facelib.preprocess import CropSettings, preprocess_dataset
-
     if args.out and not args.images:
         raise FacelibError(
             "--out goes with --images: LFW's crops go to data/processed/, where training looks for them"
@@ -68,13 +81,11 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         five_point=args.five_point,
     )
     if args.images:
-        from facelib.folders import list_people, preprocess_folder
-
-        people = list_people(args.images)
+        people = folders.list_people(args.images)
         for message in people.warnings:
             warn(message)
         # All of the folder's pictures: the preset's limit is for LFW (only --limit cuts here).
-        summary, _, left_out = preprocess_folder(
+        summary, _, left_out = folders.preprocess_folder(
             people, settings, out_root=args.out, workers=args.workers, limit=args.limit
         )
         for message in left_out:
@@ -118,8 +129,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
-    from facelib.model import ModelCard
-
     if not strategy().extended.should_checkpoint:  # a non-chief worker of a multi-worker run
         print(f"worker finished; the chief worker saves the model in {folder}")
         return
@@ -134,8 +143,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def evaluate_robustness(args: argparse.Namespace) -> None:
     """The robustness suite on validation pairs: no test pair is scored."""
-    from facelib.robustness import REPORT, robustness_report
-
     others = [
         flag
         for flag, given in [
@@ -158,8 +165,7 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from facelib.evaluate import evaluate_model, print_table
-    from facelib.model import ModelCard, newest_model_folder, resolve_model_folder
+    from facelib.model import newest_model_folder, resolve_model_folder  # Keras
 
     if args.robustness:
         evaluate_robustness(args)
@@ -211,96 +217,68 @@ def percent(x: float) -> str:
 def evaluate_folder(args: argparse.Namespace) -> None:
     """`facelib evaluate --images FOLDER [--pairs FILE]`: verification and identification
     figures on your own pictures, at the model's threshold. The card is not touched."""
-    from sklearn.metrics import roc_auc_score
-
-    from facelib import folders
-    from facelib.evaluate import equal_error_rate, tar_at_far, verdict_accuracy
-    from facelib.identification import open_set_figures
-
     people = folders.list_people(args.images)
     for message in people.warnings:
         warn(message)
-    verifier = make_verifier(args)
-    if args.pairs:
-        pairs = folders.read_pairs_file(args.pairs, people.root)
-        embedded = folders.embed_pictures(verifier, folders.pair_pictures(pairs, people.root))
-        index, dropped = folders.pairs_in(pairs, people.root, embedded)
-        scored = f"the pairs of {Path(args.pairs).name}"
-    else:
-        embedded, left_out = folders.embed_folder(verifier, people)
-        for message in left_out:
-            warn(message)
-        index, dropped = folders.folder_pairs(embedded.labels), 0
-        scored = "all same-person pairs and as many different-person pairs (seeded sample)"
-    same = index.same
-    if not same.any() or same.all():
-        raise FacelibError(
-            f"nothing to score in {people.root}: verification needs same-person and different-person "
-            f"pairs ({int(same.sum())} same, {int((~same).sum())} different); give at least two people, "
-            "one of them with two pictures where a face is found"
-        )
-    distances = index.distances(embedded.embeddings)
-    skipped = embedded.skipped_summary()
-    print(
-        f"model {verifier.folder.name}: {len(set(embedded.labels)):,} people, "
-        f"{len(embedded.labels):,} pictures of {people.root}"
-    )
-    if skipped:
-        print(
-            f"  {skipped}"
-            + (f"; {dropped} pair{'s' if dropped != 1 else ''} dropped with them" if dropped else "")
-        )
-    different = int((~same).sum())
+    report = reports.evaluate_folder(make_verifier(args), people, args.pairs)
+    for message in report.warnings:
+        warn(message)
+    print(f"model {report.model}: {report.people:,} people, {report.pictures:,} pictures of {report.root}")
+    if report.skipped:
+        dropped = report.dropped_pairs
+        with_them = f"; {dropped} pair{'s' if dropped != 1 else ''} dropped with them" if dropped else ""
+        print(f"  {report.skipped}{with_them}")
     far_note = (
-        f" (with {different} different pairs, FAR 1e-2 allows no false accept)" if different < 100 else ""
+        f" (with {report.different_pairs} different pairs, FAR 1e-2 allows no false accept)"
+        if report.different_pairs < 100
+        else ""
     )
-    print(f"verification: {index.summary()}, {scored}")
+    print(f"verification: {report.pairs}, {report.scored}")
     print(
-        f"  AUC {roc_auc_score(same, -distances):.4f}, EER {percent(equal_error_rate(distances, same))}, "
-        f"TAR@FAR=1e-2 {percent(tar_at_far(distances, same, 1e-2))}{far_note}"
+        f"  AUC {report.auc:.4f}, EER {percent(report.eer)}, "
+        f"TAR@FAR=1e-2 {percent(report.tar_at_far_1e2)}{far_note}"
     )
-    accuracy = verdict_accuracy(distances, same, verifier.threshold, balanced=True)
     print(
-        f"  balanced accuracy {percent(accuracy)} at the model's threshold {verifier.threshold:.4f} "
-        f"({verifier.threshold_source})"
+        f"  balanced accuracy {percent(report.balanced_accuracy)} at the model's threshold "
+        f"{report.threshold:.4f} ({report.threshold_source})"
     )
-    split = folders.identification_split(embedded)
-    if not split.mated:
+    print_folder_identification(report.identification)
+    print(f"the model card is unchanged ({report.card})")
+
+
+def print_folder_identification(figures: reports.FolderIdentification | None) -> None:
+    if figures is None:
         print("identification: not measured: nobody has two pictures where a face is found")
-    else:
+        return
+    strangers = figures.strangers
+    print(
+        f"identification: {figures.enrolled} people enrolled (one seeded picture each), "
+        f"{figures.mated} mated probes (their other pictures), "
+        f"{strangers} stranger{'s' if strangers != 1 else ''} (people with one picture)"
+    )
+    if not strangers:
         print(
-            f"identification: {len(split.gallery)} people enrolled (one seeded picture each), "
-            f"{len(split.mated)} mated probes (their other pictures), "
-            f"{len(split.strangers)} stranger{'s' if len(split.strangers) != 1 else ''} (people with one picture)"
+            f"  rank-1 {percent(figures.rank1)}; DIR can't be measured: no strangers "
+            "(add people with a single picture)"
         )
-        if not split.strangers:
-            figures = open_set_figures(split.gallery, split.mated, [], fpirs=())
-            print(
-                f"  rank-1 {percent(figures['rank1'])}; DIR can't be measured: no strangers "
-                "(add people with a single picture)"
-            )
-        else:
-            figures = open_set_figures(split.gallery, split.mated, split.strangers)
-            print(
-                f"  rank-1 {percent(figures['rank1'])}, DIR {percent(figures['dir'][0.01])} at FPIR 1% and "
-                f"{percent(figures['dir'][0.1])} at FPIR 10% (thresholds from the strangers' nearest distances)"
-            )
-            if len(split.strangers) < 100:
-                print(
-                    f"  with {len(split.strangers)} strangers the smallest FPIR that can be measured is "
-                    f"1/{len(split.strangers)}: the 1% figure is really at that rate"
-                )
-    print(f"the model card is unchanged ({verifier.folder / 'card.json'})")
+        return
+    print(
+        f"  rank-1 {percent(figures.rank1)}, DIR {percent(figures.dir[0.01])} at FPIR 1% and "
+        f"{percent(figures.dir[0.1])} at FPIR 10% (thresholds from the strangers' nearest distances)"
+    )
+    if strangers < 100:
+        print(
+            f"  with {strangers} strangers the smallest FPIR that can be measured is "
+            f"1/{strangers}: the 1% figure is really at that rate"
+        )
 
 
 def make_verifier(args: argparse.Namespace, **options):
     """The model of --model (the newest without it), with --calibration when given."""
-    from facelib.verification import FaceVerifier
-
     calibration = getattr(args, "calibration", None)
     if calibration is not None:  # a blank one is refused ("give the calibration a name"), not ignored
         options["calibration"] = calibration
-    return FaceVerifier(args.model, **options)
+    return verification.FaceVerifier(args.model, **options)  # looked up here: tests replace it
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -332,36 +310,27 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from facelib.verification import FaceVerifier
-
-    verifier = FaceVerifier(args.model)
+    verifier = verification.FaceVerifier(args.model)
     embeddings = verifier.embed(args.files)
     np.save(args.out, embeddings)
     print(f"{embeddings.shape[0]} embeddings of {embeddings.shape[1]} numbers → {args.out}")
 
 
 def load_gallery(args: argparse.Namespace, verifier):
-    from facelib.gallery import Gallery, model_id
-
     return Gallery.load(
         model_id(verifier.folder, verifier.card), Path(args.gallery) if args.gallery else None
     )
 
 
 def cmd_enroll(args: argparse.Namespace) -> None:
-    from facelib.folders import embed_pictures, expand_pictures
-    from facelib.gallery import check_name
-
     name = check_name(args.name)  # before the model loads: a bad name fails at once
-    args.photos = expand_pictures(
+    args.photos = folders.expand_pictures(
         args.photos,
         "enroll one person at a time, e.g. `facelib enroll NAME {folder}/NAME`",
     )
     verifier = make_verifier(args)
     gallery = load_gallery(args, verifier)  # a damaged gallery fails before the work
-    embedded = embed_pictures(verifier, [(name, Path(p)) for p in args.photos], keep_crops=True)
+    embedded = folders.embed_pictures(verifier, [(name, Path(p)) for p in args.photos], keep_crops=True)
     if not embedded.labels:
         raise FacelibError(f"nothing enrolled: {embedded.skipped_summary()}")
     for i, (embedding, crop) in enumerate(zip(embedded.embeddings, embedded.crops, strict=True)):
@@ -381,195 +350,90 @@ def cmd_enroll(args: argparse.Namespace) -> None:
         print(f"  {len(gallery.foreign())} templates made by other models are kept there but not used")
 
 
-def known_templates(args: argparse.Namespace, verifier, people=None) -> tuple[dict, str]:
-    """The people to identify against, and a phrase saying where they come from:
-    the gallery, or `people`, the folder of person/*.jpg given by --known, embedded now."""
-    if people is not None:
-        from facelib.folders import embed_folder
-
-        embedded, left_out = embed_folder(verifier, people)
-        for message in left_out:
-            warn(message)
-        if embedded.skipped:
-            warn(f"{args.known}: {embedded.skipped_summary()}")
-        return embedded.templates(), f"the pictures of {people.root}"
-    gallery = load_gallery(args, verifier)
-    if not gallery.entries:
-        raise FacelibError(
-            f"nobody is enrolled in {gallery.folder}: enroll people with `facelib enroll NAME photo…`, "
-            "or give a folder of person/*.jpg with --known"
-        )
-    if not gallery.usable():
-        makers = sorted({e.model_id.split("@")[0] for e in gallery.foreign()})
-        raise FacelibError(
-            f"the gallery {gallery.folder} holds {len(gallery.entries)} templates of "
-            f"{len(gallery.names())} people, all made by another model ({', '.join(makers)}), none by "
-            f"{verifier.folder.name}: embeddings of different models cannot be compared; enroll them "
-            f"again with `facelib enroll NAME photo… --model {verifier.folder.name}`, or identify with "
-            f"--model {makers[0]}"
-        )
-    if gallery.foreign():
-        warn(f"{len(gallery.foreign())} templates in {gallery.folder} were made by other models: not used")
-    return gallery.templates(), f"the gallery {gallery.folder}"
-
-
 def cmd_identify(args: argparse.Namespace) -> None:
-    from facelib.folders import embed_pictures, expand_pictures
-    from facelib.identification import comparisons, per_comparison_far
-
     if not 0 < args.fpir < 1:
         raise FacelibError(f"--fpir is a rate between 0 and 1 (0.01: 1% of strangers named), not {args.fpir}")
     if args.margin < 0:
         raise FacelibError(f"--margin is a distance, 0 or more, not {args.margin}")
-    args.photos = expand_pictures(
+    args.photos = folders.expand_pictures(
         args.photos,
         "use --known {folder} to compare against them, or give person folders or pictures as probes",
     )
     people = None
     if args.known:  # a folder with nobody in it fails before the model loads
-        from facelib.folders import list_people
-
-        people = list_people(args.known)
+        people = folders.list_people(args.known)
         for message in people.warnings:
             warn(message)
     verifier = make_verifier(args)
-    templates, where = known_templates(args, verifier, people)
-    try:
-        rule = verifier.open_set_rule(args.fpir, args.margin, args.mode)
-    except FacelibError as exc:
-        if args.calibration:
-            raise
-        raise FacelibError(
-            f"the model's own open-set calibration (from its validation people) could not be made: {exc}; "
-            "calibrate on your own pictures instead: `facelib calibrate --images FOLDER --name NAME`, "
-            "then `--calibration NAME`"
-        ) from exc
-    if args.mode == "mean" and any(len(t) > 1 for t in templates.values()):
+    known = reports.known_people(verifier, people, Path(args.gallery) if args.gallery else None)
+    for message in known.warnings:
+        warn(message)
+    report = reports.identify_pictures(verifier, args.photos, known, args.fpir, args.margin, args.mode)
+    if report.mean_of_several:
         warn(
             "--mode mean: a mean template sits closer to everyone than the single pictures the "
             "calibration measured, so more strangers than --fpir get a name (bench/open_set.py on "
             "validation people: 23% at a 10% target); --mode min keeps the calibration"
         )
-    threshold = rule.threshold(templates)
-    far = per_comparison_far(args.fpir, comparisons(templates, args.mode))
-    if far < rule.curve.smallest_far:
-        warn(
-            f"FPIR {args.fpir:g} with {comparisons(templates, args.mode)} comparisons needs a false-accept rate "
-            f"of {far:.2g} per comparison, below what calibration {verifier.calibration_name!r} can measure "
-            f"({rule.curve.pairs:,} different-person pairs): the threshold is about its smallest such distance"
-        )
-    probes = embed_pictures(verifier, [(str(i), Path(p)) for i, p in enumerate(args.photos)])
-    if not probes.labels:
-        raise FacelibError(f"nobody to identify: {probes.skipped_summary()}")
-    row = {int(label): i for i, label in enumerate(probes.labels)}
-    skipped = {s.path: s for s in probes.skipped}
-    results = []
-    for i, picture in enumerate(args.photos):
-        out = {"picture": picture, "calibration": verifier.calibration_name}
-        if i in row:
-            decision = rule.decide(probes.embeddings[row[i]], templates)
-            face = probes.faces[row[i]]
-            out.update(
-                decision.to_dict(), faces=face.faces_found, box=list(face.box), explanation=decision.explain()
-            )
-        else:
-            s = skipped[Path(picture)]
-            out.update(
-                name=None,
-                reason=s.reason,
-                distance=None,
-                threshold=threshold,
-                margin=args.margin,
-                fpir=args.fpir,
-                candidates=[],
-                faces=0,
-                box=None,
-                explanation="no face found" if s.reason == "no face" else s.message,
-            )
-        results.append(out)
+    if report.unmeasurable:
+        warn(str(report.unmeasurable))
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
         return
-    templates_count = sum(len(rows) for rows in templates.values())
-    lead = f", and lead the runner-up by {args.margin:g}" if args.margin > 0 else ""
+    print_identification(report)
+
+
+def print_identification(report: reports.IdentifyReport) -> None:
+    rule = report.rule
+    lead = f", and lead the runner-up by {rule.margin:g}" if rule.margin > 0 else ""
     print(
-        f"{len(templates)} people ({templates_count} templates, {args.mode} distance) from {where}; "
-        f"calibration {verifier.calibration_name!r} ({rule.curve.source}): a name needs distance < "
-        f"{threshold:.4f}{lead} (FPIR {100 * args.fpir:g}%: strangers named)"
+        f"{report.people} people ({report.templates} templates, {rule.mode} distance) from {report.where}; "
+        f"calibration {report.calibration!r} ({rule.curve.source}): a name needs distance < "
+        f"{report.threshold:.4f}{lead} (FPIR {100 * rule.fpir:g}%: strangers named)"
     )
-    for out in results:
-        if out["distance"] is None:
-            print(f"{out['picture']}: skipped: {out['explanation']}")
+    for r in report.results:
+        if r.decision is None:
+            print(f"{r.picture}: skipped: {r.explanation}")
             continue
-        runner_up = out["candidates"][1] if len(out["candidates"]) > 1 else None
-        second = f", runner-up {runner_up['name']} {runner_up['distance']:.4f}" if runner_up else ""
-        several = f", {out['faces']} faces: kept the largest, most central" if out["faces"] > 1 else ""
+        decision = r.decision
+        runner_up = decision.runner_up
+        second = f", runner-up {runner_up.name} {runner_up.distance:.4f}" if runner_up else ""
+        several = f", {r.faces} faces: kept the largest, most central" if r.faces > 1 else ""
         print(
-            f"{out['picture']}: {out['name'] or 'unknown'} (distance {out['distance']:.4f}{second}{several})"
+            f"{r.picture}: {decision.name or 'unknown'} (distance {decision.distance:.4f}{second}{several})"
         )
-        print(f"  {out['explanation']}")
-    if probes.skipped:
-        print(probes.skipped_summary())
+        print(f"  {r.explanation}")
+    if report.skipped:
+        print(report.skipped)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    import time
-
-    from sklearn.metrics import roc_auc_score
-
-    from facelib import folders
-    from facelib.calibration import calibration_from_embeddings, calibration_path, save_calibration
-    from facelib.evaluate import equal_error_rate, verdict_accuracy
-
     # The name is checked before anything loads: blank, 'lfw' (the card's) or like a path fails at once.
     name = args.name if args.name is not None else Path(args.images).expanduser().resolve().name
     calibration_path(Path(), name)  # raises for a bad name; the folder does not matter here
-    name = name.strip()
     people = folders.list_people(args.images)
     for message in people.warnings:
         warn(message)
-
-    def enough(counts: dict[str, int], what: str) -> None:
-        pairs = sum(1 for n in counts.values() if n >= 2)
-        if len(counts) < 2 or pairs < 2:
-            raise FacelibError(
-                f"too few {what} in {people.root} to calibrate: {len(counts)} people, {pairs} with two "
-                "pictures or more; give at least 2 people, and at least 2 people with 2 pictures or more"
-            )
-
-    enough({p: len(paths) for p, paths in people.people.items()}, "pictures")
-    verifier = make_verifier(args)
-    existing = calibration_path(verifier.folder, name).is_file()
-    embedded, left_out = folders.embed_folder(verifier, people)
-    for message in left_out:
+    require_calibration_pictures([len(paths) for paths in people.people.values()], people.root)
+    report = reports.calibrate_folder(make_verifier(args), people, name)
+    for message in report.warnings:
         warn(message)
-    enough(embedded.counts(), "pictures with a face found")
-    source = f"facelib calibrate on {people.root.resolve()}, {time.strftime('%Y-%m-%d')}"
-    if embedded.skipped:
-        source += f" ({len(embedded.skipped)} more pictures skipped: no face found or unreadable)"
-    calibration = calibration_from_embeddings(
-        embedded.embeddings, embedded.labels, name, source, seed=folders.SEED
-    )
-    path = save_calibration(verifier.folder, calibration)
-    # The pairs the threshold was chosen on (the same seeded ones), for the figures below.
-    index = folders.folder_pairs(embedded.labels, seed=folders.SEED)
-    distances = index.distances(embedded.embeddings)
-    threshold = calibration.threshold
+    calibration = report.calibration
+    name = calibration.name
     print(
-        f"calibration {name!r} of {verifier.folder.name}: {len(embedded.counts())} people, "
-        f"{len(embedded.labels)} pictures; {index.summary()}"
+        f"calibration {name!r} of {report.model}: {report.people} people, {report.pictures} pictures; {report.pairs}"
     )
-    if embedded.skipped:
-        print(f"  {embedded.skipped_summary()}")
+    if report.skipped:
+        print(f"  {report.skipped}")
     print(
-        f"  threshold {threshold:.4f} (balanced accuracy {percent(verdict_accuracy(distances, index.same, threshold, True))} "
-        f"on these pairs; the model's own: {verifier.threshold:.4f}, {verifier.threshold_source})"
+        f"  threshold {calibration.threshold:.4f} (balanced accuracy {percent(report.balanced_accuracy)} "
+        f"on these pairs; the model's own: {report.model_threshold:.4f}, {report.model_threshold_source})"
     )
     print(
-        f"  AUC {roc_auc_score(index.same, -distances):.4f}, EER {percent(equal_error_rate(distances, index.same))}; "
+        f"  AUC {report.auc:.4f}, EER {percent(report.eer)}; "
         f"open-set curve from {calibration.curve.pairs:,} different-person distances"
     )
-    print(f"  {'replaced' if existing else 'saved'}: {path}")
+    print(f"  {'replaced' if report.replaced else 'saved'}: {report.path}")
     print(f"  use it: facelib verify A B --calibration {name}; facelib identify PHOTO… --calibration {name}")
 
 
@@ -581,8 +445,6 @@ CALIBRATION_HELP = (
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
-    from facelib import doctor
-
     print(doctor.report(args.preset, timing=args.timing))
 
 
@@ -748,8 +610,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.set_defaults(run=cmd_enroll)
 
-    from facelib.identification import DEFAULT_FPIR, TEMPLATE_MODES
-
     idf = verbs.add_parser("identify", help="who is in each photo: an enrolled person, or unknown")
     idf.add_argument("photos", nargs="+", metavar="photo", help="a picture, or a folder of them")
     known = idf.add_mutually_exclusive_group()
@@ -789,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--images",
         metavar="FOLDER",
         required=True,
-        help="person/*.jpg: at least 2 people, and at least 2 people with 2 pictures or more",
+        help=f"person/*.jpg: at least {CALIBRATION_PEOPLE} people with {CALIBRATION_PICTURES} pictures or more",
     )
     cal.add_argument("--name", help="the calibration's name (default: the folder's name)")
     cal.add_argument("--model", help=MODEL_HELP)
@@ -812,6 +672,32 @@ def interrupted_message(args: argparse.Namespace) -> str:
     if args.verb in ("preprocess", "fetch"):
         return "interrupted; run the same command again to continue"
     return "interrupted"
+
+
+def hint(exc: FacelibError) -> str:
+    """What to do next, in the command line's terms, for errors that carry the facts as
+    fields; the library's own message stays free of flags (notebooks see it too)."""
+    if isinstance(exc, RunFolderError):
+        return (
+            "pass --resume to continue it, or choose another --name"
+            if exc.resumable
+            else "choose another --name"
+        )
+    if isinstance(exc, reports.EmptyGalleryError):
+        return (
+            "enroll people with `facelib enroll NAME photo…`, or give a folder of person/*.jpg with --known"
+        )
+    if isinstance(exc, reports.ForeignGalleryError):
+        return (
+            f"enroll them again with `facelib enroll NAME photo… --model {exc.model}`, or identify with "
+            f"--model {exc.makers[0]}"
+        )
+    if isinstance(exc, reports.NoOpenSetCalibrationError):
+        return (
+            "calibrate on your own pictures instead: `facelib calibrate --images FOLDER --name NAME`, "
+            "then `--calibration NAME`"
+        )
+    return ""
 
 
 # The kind of work each verb that loads TensorFlow does, for its oneDNN choice
@@ -837,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except FacelibError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        advice = hint(exc)
+        print(f"error: {exc}{f'; {advice}' if advice else ''}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stderr.close()

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facelib.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -150,8 +152,6 @@ PRESETS: dict[str, Preset] = {
 
 def preset(name: str | None = None) -> Preset:
     """The named preset, else FACELIB_PRESET, else `cpu`."""
-    from facelib.errors import ConfigError
-
     name = name or os.environ.get("FACELIB_PRESET") or "cpu"
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

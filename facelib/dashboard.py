@@ -31,7 +31,7 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from facelib import dashboard_controller
+from facelib import config, dashboard_controller
 from facelib.calibration import CARD
 from facelib.dashboard_controller import (
     FRAME_TIMEOUT_S,
@@ -133,8 +133,7 @@ def no_model_message(model: str | Path | None, exc: Exception) -> str:
     """Why the page has no model, and what to do, as plain text: no model trained at
     all; the one asked for (FACELIB_MODEL, which `make dashboard RUN=…` sets) does not
     exist while others do; or the model there is cannot be used."""
-    from facelib import config
-    from facelib.model import resolve_model_folder, trained_run_names
+    from facelib.model import resolve_model_folder, trained_run_names  # Keras
 
     runs = trained_run_names()
     if not runs:

@@ -32,17 +32,22 @@ import cv2
 import numpy as np
 
 from facelib.calibration import (
+    CALIBRATION_PEOPLE,
+    CALIBRATION_PICTURES,
     CARD,
     Calibration,
-    calibration_from_embeddings,
     calibration_path,
     load_calibration,
     save_calibration,
 )
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
+from facelib.evaluate import VIEW1_DISTANCES
 from facelib.gallery import Gallery, model_id
 from facelib.identification import DEFAULT_FPIR, Decision
+from facelib.images import decode_bytes
+from facelib.reports import GALLERY_CALIBRATION, gallery_calibration, gallery_readiness
+from facelib.verification import FaceVerifier
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +58,6 @@ MAX_UPLOAD_BYTES = 8_000_000
 FRAME_TIMEOUT_S = 5.0
 PROBE_TARGETS = ("probe", "live")  # "live": a probe taken by live mode
 TARGETS = ("reference", *PROBE_TARGETS, "enroll")
-# "Calibrate on my gallery" needs this many people with this many templates each.
-CALIBRATION_PEOPLE, CALIBRATION_TEMPLATES = 3, 2
-GALLERY_CALIBRATION = "gallery"
 
 
 @dataclass
@@ -189,8 +191,6 @@ class DashboardController:
         self._pending_lock = threading.Lock()
         self._rule = None  # the open-set rule, made on the first identification
         self.fpir, self.margin = DEFAULT_FPIR, 0.0  # the open-set rule's settings
-        from facelib.evaluate import VIEW1_DISTANCES
-
         folder = getattr(verifier, "folder", None)
         # Where `facelib evaluate` leaves View 1's distances (a test may point elsewhere).
         self.lfw_distances_path = folder / "eval" / VIEW1_DISTANCES if folder is not None else None
@@ -199,8 +199,6 @@ class DashboardController:
     @classmethod
     def for_model(cls, model: str | Path | None = None, gallery_folder: Path | None = None, **options):
         """Load the model (FacelibError when there is none) and its gallery."""
-        from facelib.verification import FaceVerifier
-
         verifier = FaceVerifier(model, no_face="error")
         gallery = Gallery.load(model_id(verifier.folder, verifier.card), gallery_folder)
         return cls(verifier, gallery, **options)
@@ -337,8 +335,6 @@ class DashboardController:
 
     def analyse(self, data: bytes, source: str = "picture") -> AnalysedPicture:
         """Decode, find the face, crop and embed; FacelibError names `source`."""
-        from facelib.images import decode_bytes
-
         verifier = self.verifier
         rgb = decode_bytes(bytes(data), what=source, max_pixels=verifier.max_pixels)
         crop, found = verifier.face_crop(rgb, source)
@@ -469,46 +465,26 @@ class DashboardController:
 
     def gallery_calibration_readiness(self) -> tuple[bool, str]:
         """Whether the gallery can calibrate the thresholds, and a note saying why (not)."""
-        templates = self.gallery.templates()
-        ready = sum(len(rows) >= CALIBRATION_TEMPLATES for rows in templates.values())
-        if ready >= CALIBRATION_PEOPLE:
-            saved = self._saved_gallery_calibration()
-            replaces = (
-                f" Calibrating replaces the saved calibration '{GALLERY_CALIBRATION}' ({saved})."
-                if saved is not None and saved.is_file()
-                else ""
+        report = gallery_readiness(self.gallery, getattr(self.verifier, "folder", None))
+        counts = report.readiness
+        if not report.ready:
+            return False, (
+                f"Needs {CALIBRATION_PEOPLE} people with at least {CALIBRATION_PICTURES} templates each "
+                f"(now {counts.ready_people}): enroll more captures per person."
             )
-            return True, (
-                f"{len(templates)} people, {sum(map(len, templates.values()))} templates: "
-                f"thresholds can be measured on your own pictures.{replaces}"
-            )
-        return False, (
-            f"Needs {CALIBRATION_PEOPLE} people with at least {CALIBRATION_TEMPLATES} templates each "
-            f"(now {ready}): enroll more captures per person."
+        replaces = (
+            f" Calibrating replaces the saved calibration '{GALLERY_CALIBRATION}' ({report.replaces})."
+            if report.replaces is not None
+            else ""
         )
-
-    def _saved_gallery_calibration(self) -> Path | None:
-        folder = getattr(self.verifier, "folder", None)
-        return calibration_path(folder, GALLERY_CALIBRATION) if folder is not None else None
-
-    def gallery_calibration(self) -> Calibration:
-        """Thresholds measured on the enrolled templates, as `facelib calibrate` measures
-        them on a folder (`calibration.calibration_from_embeddings`)."""
-        ready, why = self.gallery_calibration_readiness()
-        if not ready:
-            raise FacelibError(why)
-        templates = self.gallery.templates()
-        embeddings = np.concatenate(list(templates.values()))
-        labels = np.repeat(list(templates), [len(rows) for rows in templates.values()])
-        return calibration_from_embeddings(
-            embeddings, labels, GALLERY_CALIBRATION, f"the gallery {self.gallery.folder}"
+        return True, (
+            f"{counts.people} people, {counts.pictures} templates: "
+            f"thresholds can be measured on your own pictures.{replaces}"
         )
 
     def measurability_warning(self) -> str:
         """A warning when the open-set rule asks its calibration for a false-accept rate per
         comparison below 1/pairs, which its impostor curve cannot measure; "" otherwise."""
-        from facelib.identification import comparisons, per_comparison_far
-
         templates = self.gallery.templates()
         if not templates:
             return ""
@@ -517,18 +493,8 @@ class DashboardController:
                 self._rule = self.verifier.open_set_rule(self.fpir, self.margin)
         except FacelibError:  # no calibration to read: identification says why
             return ""
-        rule = self._rule
-        n = comparisons(templates, rule.mode)
-        far = per_comparison_far(self.fpir, n)
-        if far >= rule.curve.smallest_far:
-            return ""
-        return (
-            f"Warning: {100 * self.fpir:g}% of strangers named over {n} templates needs a false-accept "
-            f"rate of {far:.2g} per comparison, below what calibration '{self.calibration_name}' can "
-            f"measure ({rule.curve.pairs:,} different-person pairs, so 1/{rule.curve.pairs:,} at best): "
-            "the name threshold is about its smallest different-person distance, and more strangers "
-            "than that may be named."
-        )
+        unmeasurable = self._rule.unmeasurable(templates, self.calibration_name)
+        return f"Warning: {unmeasurable}." if unmeasurable else ""
 
     def calibrate_on_gallery(self) -> Outcome:
         """Measure the thresholds on the gallery, save them as the model's calibration
@@ -536,10 +502,13 @@ class DashboardController:
         until it is reloaded: for verdicts and for identification."""
         start = time.perf_counter()
         with self.busy:
+            ready, why = self.gallery_calibration_readiness()
+            if not ready:
+                return Outcome(why, is_error=True)
             try:
-                calibration = self.gallery_calibration()
+                calibration = gallery_calibration(self.gallery)
                 replaced = ""
-                if self._saved_gallery_calibration().is_file():
+                if calibration_path(self.verifier.folder, GALLERY_CALIBRATION).is_file():
                     try:
                         old = load_calibration(self.verifier.folder, GALLERY_CALIBRATION)
                         replaced = f" It replaced the one saved there before ({old.threshold_source})."

@@ -23,3 +23,9 @@ def same_person(distance, threshold: float):
     """The verdict: a bool for one distance, a boolean array for many."""
     verdict = np.asarray(distance) < threshold
     return bool(verdict) if verdict.ndim == 0 else verdict
+
+
+def mean_embedding(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the mean of two views' embeddings, re-normalised."""
+    mean = a + b
+    return mean / (np.linalg.norm(mean, axis=1, keepdims=True) + 1e-12)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from facelib import config
+from facelib.datasets import Remote, _check_hash, _download
 from facelib.errors import DetectorUnavailableError
 
 
@@ -123,8 +124,6 @@ YUNET_SHA256 = {
 
 def yunet_model_path() -> Path:
     """A verified YuNet ONNX file: from the mirror if set, else downloaded once."""
-    from facelib.datasets import Remote, _check_hash, _download
-
     mirror = config.mirror()
     if mirror is not None:
         for name, sha in YUNET_SHA256.items():

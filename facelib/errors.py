@@ -1,4 +1,10 @@
-"""facelib's exceptions: each carries a message meant for the user, not a traceback."""
+"""facelib's exceptions: each carries a message meant for the user, not a traceback.
+
+A message is a complete sentence in the library's own terms, for a notebook or the
+dashboard as much as the command line. Where a front end has its own advice (a flag to
+pass), the error carries the facts as fields and the front end adds the advice where it
+catches it (facelib.cli.hint).
+"""
 
 
 class FacelibError(Exception):
@@ -7,6 +13,17 @@ class FacelibError(Exception):
 
 class ConfigError(FacelibError):
     """A setting or argument has a value facelib cannot use."""
+
+
+class RunFolderError(ConfigError):
+    """A training run's folder cannot be used as asked: it holds a finished run, an
+    interrupted one, or files that are not a run. `run` names it; `resumable` says
+    whether continuing it is a way out (the command line: --resume), else only a run
+    under another name is (--name)."""
+
+    def __init__(self, message: str, run: str, resumable: bool = False):
+        super().__init__(message)
+        self.run, self.resumable = run, resumable
 
 
 class DataUnavailableError(FacelibError):

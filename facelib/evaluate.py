@@ -21,20 +21,30 @@
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedKFold
 
 from facelib import config, datasets
+from facelib.baselines import chi_square, lbp_embed
 from facelib.calibration import validation_curve
 from facelib.card import ModelCard
+from facelib.crop import CropSettings
 from facelib.datasets import Pair
-from facelib.decision import embedding_distance, same_person
+from facelib.decision import embedding_distance, mean_embedding
 from facelib.errors import FacelibError
+from facelib.files import write_atomic, write_json_atomic
+from facelib.metrics import (
+    cross_validated_accuracy,
+    equal_error_rate,
+    roc_auc,
+    stratified_folds,
+    tar_at_far,
+)
+from facelib.preprocess import output_dir, preprocess_dataset
 
 
 class IdentityOverlapError(FacelibError):
@@ -84,67 +94,6 @@ class Metrics:
         )
 
 
-# ------------------------------------------------------------------------- metrics
-
-
-def verdict_accuracy(
-    distances: np.ndarray, same: np.ndarray, threshold: float, balanced: bool = False
-) -> float:
-    """Share of right verdicts at `threshold`; `balanced`: the mean of the rates on
-    same pairs and on different pairs."""
-    right = same_person(distances, threshold) == same
-    if not balanced:
-        return float(np.mean(right))
-    return float(
-        np.mean([right[same].mean() if same.any() else 1.0, right[~same].mean() if (~same).any() else 1.0])
-    )
-
-
-def best_threshold(distances: np.ndarray, same: np.ndarray, balanced: bool = False) -> float:
-    """The distance threshold (same person if distance < threshold) with the highest
-    (balanced) accuracy on these pairs; candidates are midpoints between sorted distances."""
-    same = same.astype(bool)
-    d = np.sort(np.unique(distances))
-    candidates = np.concatenate([[d[0] - 1e-6], (d[1:] + d[:-1]) / 2, [d[-1] + 1e-6]])
-    scores = [verdict_accuracy(distances, same, t, balanced) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
-
-
-def stratified_folds(same: np.ndarray, n_folds: int = 10, seed: int = 0) -> np.ndarray:
-    """Fold number of every pair: stratified, so each fold holds both classes."""
-    folds = np.empty(len(same), int)
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(same)), same)):
-        folds[test] = k
-    return folds
-
-
-def cross_validated_accuracy(
-    distances: np.ndarray, same: np.ndarray, folds: np.ndarray, balanced: bool = False
-) -> tuple[list[float], list[float]]:
-    same = same.astype(bool)
-    accuracies, thresholds = [], []
-    for k in np.unique(folds):
-        train, test = folds != k, folds == k
-        t = best_threshold(distances[train], same[train], balanced)
-        thresholds.append(t)
-        accuracies.append(verdict_accuracy(distances[test], same[test], t, balanced))
-    return accuracies, thresholds
-
-
-def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> float:
-    """Highest true accept rate whose false accept rate is at most `far`."""
-    fpr, tpr, _ = roc_curve(same, -distances)
-    ok = fpr <= far
-    return float(tpr[ok].max()) if ok.any() else 0.0
-
-
-def equal_error_rate(distances: np.ndarray, same: np.ndarray) -> float:
-    fpr, tpr, _ = roc_curve(same, -distances)
-    i = int(np.argmin(np.abs(fpr - (1 - tpr))))
-    return float((fpr[i] + 1 - tpr[i]) / 2)
-
-
 def metrics(
     protocol: str, distances: np.ndarray, same: np.ndarray, folds: np.ndarray, dropped: int = 0
 ) -> Metrics:
@@ -154,7 +103,7 @@ def metrics(
     return Metrics(
         protocol=protocol,
         pairs=len(same),
-        auc=float(roc_auc_score(same, -distances)),
+        auc=roc_auc(distances, same),
         accuracy_mean=float(np.mean(accuracies)),
         accuracy_std=float(np.std(accuracies)),
         threshold=float(np.mean(thresholds)),
@@ -208,12 +157,6 @@ def pair_crop_paths(pairs: list[Pair], crops_root: Path) -> tuple[list[str], np.
     return [str(crops_root / r) for r in relpaths], left, right
 
 
-def mean_embedding(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Test-time augmentation: the mean of two views' embeddings, re-normalised."""
-    mean = a + b
-    return mean / (np.linalg.norm(mean, axis=1, keepdims=True) + 1e-12)
-
-
 # -------------------------------------------------------------------------- report
 
 
@@ -262,9 +205,6 @@ def ensure_pair_crops(card: ModelCard, crops_root: Path, relpaths: list[str], pr
     """Crop the pictures of `relpaths` missing from `crops_root`, with the crop settings
     the model was trained with; returns how many were missing. A card without crop
     settings (or whose settings name another folder) is left to pair_crop_paths' error."""
-    from facelib.crop import CropSettings
-    from facelib.preprocess import output_dir, preprocess_dataset
-
     missing = {r for r in relpaths if not (crops_root / r).is_file()}
     stored = card.crop_settings
     if not missing or not stored:
@@ -335,8 +275,8 @@ def evaluate_model(
     and, with `view2`, View 2. `crops` scores another crop folder (none is made then).
     `save`: write eval/ and record the evaluation, the threshold and (when the card has
     none, or with `recalibrate`) the validation people's open-set curve in the card."""
-    from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
-    from facelib.pipeline import embed_files
+    from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder  # Keras
+    from facelib.pipeline import embed_files  # TensorFlow
 
     folder = resolve_model_folder(folder) if folder else newest_model_folder()
     model, card = load_model_folder(folder)
@@ -399,8 +339,7 @@ def evaluate_model(
 def save_evaluation(folder: Path, evaluation: Evaluation, crops_root: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from facelib import plots
-    from facelib.files import write_json_atomic
+    from facelib import plots  # matplotlib
 
     out = folder / "eval"
     out.mkdir(exist_ok=True)
@@ -429,10 +368,6 @@ VIEW1_DISTANCES = "view1_distances.npz"
 def save_view1_distances(out: Path, distances: np.ndarray, same: np.ndarray) -> Path:
     """View 1's pair distances and same-person labels (eval/view1_distances.npz), where
     the dashboard reads them to place a verification distance among LFW pairs."""
-    import io
-
-    from facelib.files import write_atomic
-
     buffer = io.BytesIO()
     np.savez(buffer, distances=np.asarray(distances, np.float64), same=np.asarray(same, bool))
     return write_atomic(out / VIEW1_DISTANCES, buffer.getvalue())
@@ -444,8 +379,6 @@ def evaluate_lbp(
     """The LBP baseline in the same harness: View 1 test and View 2. LBP learns nothing,
     but to stand in a table beside a model it must be scored on the same pairs: pass
     the model's `seen` people and their View 2 pairs are dropped here too."""
-    from facelib.baselines import chi_square, lbp_embed
-
     start = time.perf_counter()
     rows, details = [], {}
     protocols = [("view1", datasets.view1_pairs("test"))] + (

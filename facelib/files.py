@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from facelib.errors import FacelibError
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
@@ -66,3 +68,14 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, durable: bool = Tru
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     return write_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def check_name(name: str) -> str:
+    """A person's or a calibration's name, stripped; refused when empty or shaped like a
+    path, so no name can point a file outside its folder (the gallery, calibrations/)."""
+    name = name.strip()
+    if not name:
+        raise FacelibError("give the person a name before enrolling")
+    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise FacelibError(f"{name!r} is not a usable name: no slashes, and not '.' or '..'")
+    return name

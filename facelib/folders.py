@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from facelib.errors import FacelibError, NoFaceError
+from facelib.datasets import read_pairs
+from facelib.decision import embedding_distance
+from facelib.errors import FacelibError, ImageError, NoFaceError
+from facelib.preprocess import output_dir, preprocess_dataset
 
 # Pictures of a person folder (case-insensitive). `preprocess --images` crops the .jpg
 # ones only (lower case), as it does for LFW, and warns about the others.
@@ -171,10 +175,6 @@ def embed_pictures(
     a time (only the embeddings are kept, and the crops with `keep_crops`). A picture
     with no face, or that cannot be read, is skipped and recorded, never raised. A
     progress bar (stderr) from 100 pictures on."""
-    from tqdm.auto import tqdm
-
-    from facelib.errors import ImageError
-
     labels, paths, faces, kept_crops, skipped, rows, batch = [], [], [], [], [], [], []
 
     def flush() -> None:
@@ -238,8 +238,6 @@ class PairIndex:
         return len(self.same)
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        from facelib.decision import embedding_distance
-
         return np.asarray(embedding_distance(embeddings[self.left], embeddings[self.right]))
 
     def summary(self) -> str:
@@ -300,8 +298,6 @@ def folder_pairs(labels, seed: int = SEED, max_same: int = MAX_SAME_PAIRS) -> Pa
 def read_pairs_file(path: str | Path, root: Path) -> list:
     """The pairs of a file in LFW's pairs.txt format, its names resolved as LFW's are
     (`root/<Person>/<Person>_NNNN.jpg`); every picture must exist."""
-    from facelib.datasets import read_pairs
-
     path = Path(path)
     if not path.is_file():
         raise FacelibError(f"pairs file {path} does not exist")
@@ -385,8 +381,6 @@ def preprocess_folder(
     manifest.csv in `out_root`, or in data/processed/images-<folder name>-<detector>-<size>/
     (the prefix keeps a folder named like an LFW variant, `lfw`, out of LFW's crops).
     Returns its Summary, the folder, and warnings (the pictures left out)."""
-    from facelib.preprocess import output_dir, preprocess_dataset
-
     root, variant = people.root, people.root.resolve().name
     only, left_out = set(), []
     for _, path in people.pictures:

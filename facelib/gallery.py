@@ -23,12 +23,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from facelib import config
 from facelib.card import ModelCard
 from facelib.errors import FacelibError
-from facelib.files import write_atomic
+from facelib.files import check_name, write_atomic
 from facelib.identification import Decision, OpenSetRule
 
 
@@ -61,17 +62,6 @@ def model_id(folder: Path, card: ModelCard) -> str:
 
 def _safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip())[:60].strip(".") or "person"
-
-
-def check_name(name: str) -> str:
-    """A person's name, stripped; refused when empty or shaped like a path, so no name
-    can point a file outside the gallery folder."""
-    name = name.strip()
-    if not name:
-        raise FacelibError("give the person a name before enrolling")
-    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise FacelibError(f"{name!r} is not a usable name: no slashes, and not '.' or '..'")
-    return name
 
 
 class Gallery:
@@ -119,8 +109,6 @@ class Gallery:
     ) -> Entry:
         """Add a template of `name` (with `replace`, the person's templates made by this
         model are replaced by this one)."""
-        import cv2
-
         name = check_name(name)
         self._refresh()
         (self.folder / THUMBNAILS).mkdir(parents=True, exist_ok=True)

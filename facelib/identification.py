@@ -31,6 +31,7 @@ import numpy as np
 
 from facelib.decision import embedding_distance, same_person
 from facelib.errors import FacelibError
+from facelib.metrics import figures_from_distances
 
 TEMPLATE_MODES = ("min", "mean")
 # False-accept rates at which the impostor curve is stored: from 1e-6 to 0.5, log-spaced.
@@ -149,6 +150,28 @@ def per_comparison_far(fpir: float, comparisons: int) -> float:
 
 
 @dataclass(frozen=True)
+class UnmeasurableRate:
+    """An open-set rule asks its impostor curve for a false-accept rate per comparison
+    below 1/pairs, which the curve cannot measure: the name threshold is then about its
+    smallest different-person distance, and more strangers may be named than asked."""
+
+    fpir: float
+    comparisons: int
+    far: float  # per comparison
+    pairs: int  # different-person pairs of the curve
+    calibration: str
+
+    def __str__(self) -> str:
+        return (
+            f"{100 * self.fpir:g}% of strangers named over {self.comparisons} comparisons needs a "
+            f"false-accept rate of {self.far:.2g} per comparison, below what calibration "
+            f"'{self.calibration}' can measure ({self.pairs:,} different-person pairs, so "
+            f"1/{self.pairs:,} at best): the name threshold is about its smallest different-person "
+            "distance, and more strangers than that may be named"
+        )
+
+
+@dataclass(frozen=True)
 class Candidate:
     name: str
     distance: float
@@ -240,6 +263,14 @@ class OpenSetRule:
     def threshold(self, templates: dict[str, np.ndarray]) -> float:
         return self.curve.threshold_for(self.fpir, comparisons(templates, self.mode))
 
+    def unmeasurable(self, templates: dict[str, np.ndarray], calibration: str) -> UnmeasurableRate | None:
+        """What this rule cannot measure for this gallery (None when it can)."""
+        n = comparisons(templates, self.mode)
+        far = per_comparison_far(self.fpir, n)
+        if far >= self.curve.smallest_far:
+            return None
+        return UnmeasurableRate(self.fpir, n, far, self.curve.pairs, calibration)
+
     def decide(self, probe: np.ndarray, templates: dict[str, np.ndarray]) -> Decision:
         if not templates:
             return Decision(None, "empty", [], margin=self.margin, fpir=self.fpir)
@@ -280,24 +311,3 @@ def open_set_figures(
 
     truth = np.array([names.index(name) for _, name in mated], int)
     return figures_from_distances(matrix([p for p, _ in mated]), truth, matrix(strangers), fpirs)
-
-
-def figures_from_distances(
-    mated: np.ndarray, truth: np.ndarray, strangers: np.ndarray, fpirs: tuple[float, ...] = (0.01, 0.1)
-) -> dict:
-    """`open_set_figures` from person-distance matrices (mated probes × people, with each
-    probe's own column in `truth`; strangers × people), for any distance (LBP's too)."""
-    mated_best = mated.min(axis=1)
-    mated_right = mated.argmin(axis=1) == truth
-    out = {"rank1": float(mated_right.mean()), "dir": {}, "curve": {}}
-    if not len(strangers):
-        return out
-    best_strangers = strangers.min(axis=1)
-    for fpir in fpirs:
-        t = float(np.quantile(best_strangers, fpir, method="lower"))
-        out["dir"][fpir] = float(np.mean(mated_right & same_person(mated_best, t)))
-    grid = np.unique(np.concatenate([best_strangers, [best_strangers.max() + 1e-6]]))
-    fp = np.array([np.mean(best_strangers < t) for t in grid])
-    dr = np.array([np.mean(mated_right & (mated_best < t)) for t in grid])
-    out["curve"] = {"fpir": fp.tolist(), "dir": dr.tolist()}
-    return out

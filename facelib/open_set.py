@@ -32,11 +32,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import beta
 
+from facelib import config, datasets
+from facelib.baselines import chi_square, lbp_embed
+from facelib.calibration import validation_curve
 from facelib.card import ModelCard
 from facelib.decision import same_person
 from facelib.errors import FacelibError
-from facelib.identification import euclidean, figures_from_distances
+from facelib.evaluate import IdentityOverlapError
+from facelib.identification import (
+    TEMPLATE_MODES,
+    ImpostorCurve,
+    OpenSetRule,
+    euclidean,
+    open_set_figures,
+)
+from facelib.metrics import figures_from_distances
+from facelib.preprocess import read_manifest
 
 MIN_PICTURES = 3  # a gallery person: enrolled pictures plus at least one mated probe
 FPIRS = (0.01, 0.1)
@@ -100,7 +113,7 @@ def open_set_split(
             f"enroll must be at least 1 and below {min_pictures} (pictures a gallery person has)"
         )
     if gallery_people is not None and gallery_people < 1:
-        raise FacelibError(f"--gallery-people must be at least 1, not {gallery_people}")
+        raise FacelibError(f"gallery_people must be at least 1, not {gallery_people}")
     rng = np.random.default_rng(seed)
     names = sorted(pictures)
     eligible = [n for n in names if len(pictures[n]) >= min_pictures]
@@ -121,8 +134,6 @@ def open_set_split(
 
 def chi_square_matrix(probes: np.ndarray, templates: np.ndarray) -> np.ndarray:
     """`baselines.chi_square` between every probe and every template."""
-    from facelib.baselines import chi_square
-
     return np.stack([chi_square(probes, t[None, :]) for t in templates], axis=1)
 
 
@@ -135,8 +146,6 @@ def person_distance_matrix(
     """Distance of every probe (rows) to every person (columns, in the order of
     `templates`): to the nearest of their templates (`min`) or to their normalised
     mean template (`mean`), as `identification.person_distances` computes it."""
-    from facelib.identification import TEMPLATE_MODES
-
     if mode not in TEMPLATE_MODES:
         raise FacelibError(f"template mode must be one of {', '.join(TEMPLATE_MODES)}, not {mode!r}")
     rows = [np.atleast_2d(np.asarray(t, np.float64)) for t in templates]
@@ -168,8 +177,6 @@ def rule_rates(
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial interval of a rate k/n."""
-    from scipy.stats import beta
-
     alpha = 1 - level
     low = float(beta.ppf(alpha / 2, k, n - k + 1)) if k > 0 else 0.0
     high = float(beta.ppf(1 - alpha / 2, k + 1, n - k)) if k < n else 1.0
@@ -289,9 +296,6 @@ class OpenSetReport:
 
 def split_people(card: ModelCard, people: str) -> list[str]:
     """The people of a benchmark split, refusing any the model trained on."""
-    from facelib import datasets
-    from facelib.evaluate import IdentityOverlapError
-
     trained = set(card.training_identities)
     if people == "test":
         names = sorted(datasets.view1_people("test"))
@@ -316,9 +320,6 @@ def calibration_curve(model, card: ModelCard):
     """The model's impostor curve: the card's (`facelib evaluate` saves it), else
     measured now on its validation people (the card is not changed). With where it
     came from, or (None, why not)."""
-    from facelib.calibration import validation_curve
-    from facelib.identification import ImpostorCurve
-
     if card.open_set:
         curve = ImpostorCurve.from_dict(card.open_set)
         return curve, f"the card's (`facelib evaluate`): {curve.source}, {curve.pairs:,} pairs"
@@ -341,11 +342,8 @@ def lfw_open_set(
     log: Callable[[str], None] = print,
 ) -> OpenSetReport:
     """Run the benchmark on one model (a folder or a run name); see the module's text."""
-    from facelib import config
-    from facelib.identification import OpenSetRule, open_set_figures
-    from facelib.model import load_model_folder, resolve_model_folder
-    from facelib.pipeline import FaceSet, embed_files
-    from facelib.preprocess import read_manifest
+    from facelib.model import load_model_folder, resolve_model_folder  # Keras
+    from facelib.pipeline import FaceSet, embed_files  # TensorFlow
 
     folder = resolve_model_folder(model_folder)
     model, card = load_model_folder(folder)
@@ -379,8 +377,6 @@ def lfw_open_set(
     index = {path: i for i, path in enumerate(faces.paths)}
     features = {"model": embed_files(model, faces.paths, card.input_size)}
     if lbp:
-        from facelib.baselines import lbp_embed
-
         log("LBP histograms")
         features["LBP"] = lbp_embed(faces.paths)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +15,8 @@ from facelib.datasets import Census
 from facelib.decision import same_person
 from facelib.detection import Detector
 from facelib.images import load_image
+from facelib.metrics import roc as roc_points
+from facelib.robustness import DEGRADATIONS, degrade
 
 
 def images_per_person(census: Census) -> Figure:
@@ -122,8 +125,6 @@ def triplet_grid(images: np.ndarray, labels: np.ndarray, names: list[str], rows:
 
 def training_curves(history_csv: Path) -> Figure:
     """Loss and validation AUC per epoch, from a run's history.csv."""
-    import csv
-
     with open(history_csv) as f:
         rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) + 1 for r in rows]
@@ -162,12 +163,10 @@ def distance_histogram(
 
 def roc(evaluation) -> Figure:
     """ROC curves of every protocol row, false accept rate on a log scale."""
-    from sklearn.metrics import roc_curve
-
     fig, ax = plt.subplots(figsize=(5, 4))
     for row in evaluation.rows:
         distances, same, _ = evaluation.distances[row.protocol]
-        fpr, tpr, _ = roc_curve(same, -distances)
+        fpr, tpr = roc_points(distances, same)
         ax.plot(np.maximum(fpr, 1e-4), tpr, label=f"{row.protocol} (AUC {row.auc:.3f})")
     ax.set_xscale("log")
     ax.set(
@@ -243,8 +242,6 @@ def dir_fpir(
 
 def degradation_examples(path: Path, names: list[str] | None = None) -> Figure:
     """One picture under each degradation of the robustness suite."""
-    from facelib.robustness import DEGRADATIONS, degrade
-
     names = names or list(DEGRADATIONS)
     rgb = load_image(path)
     fig, axes = plt.subplots(1, len(names), figsize=(1.6 * len(names), 2.0), squeeze=False)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from facelib import config
 from facelib.crop import CropSettings, crop_picture
-from facelib.datasets import list_images
+from facelib.datasets import fetch_lfw, list_images
 from facelib.errors import ConfigError, FacelibError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.images import load_image
@@ -252,8 +252,6 @@ def ensure_crops(
 ) -> Path:
     """Fetch LFW and crop its faces unless that is already done; returns the crop folder.
     Cheap when done: a re-run only checks the manifest and the crops it lists."""
-    from facelib.datasets import fetch_lfw
-
     settings = settings or CropSettings()
     images_root = fetch_lfw()
     preprocess_dataset(images_root, settings, limit=limit, progress=progress, only=only)

@@ -43,11 +43,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from facelib import config
+from facelib import config, datasets
 from facelib.card import ModelCard
 from facelib.crop import CropSettings, crop_picture
+from facelib.decision import embedding_distance, mean_embedding
 from facelib.errors import FacelibError
+from facelib.files import write_json_atomic
+from facelib.images import load_image
+from facelib.metrics import best_threshold, roc_auc, verdict_accuracy
+from facelib.preprocess import read_manifest
+from facelib.quality import face_conditions, light_corrected
 
 # ------------------------------------------------------------------ degradations
 # Each takes an RGB uint8 picture and a random generator, and returns a new picture.
@@ -179,9 +186,7 @@ class SuitePairs:
 def suite_pairs(card: ModelCard, crops_root: Path | None = None) -> SuitePairs:
     """The pairs the model was validated on while it trained (its card's validation
     people, seed and number of pairs), or as near as the crops allow."""
-    from facelib import datasets
-    from facelib.pipeline import FaceSet, validation_pairs
-    from facelib.preprocess import read_manifest
+    from facelib.pipeline import FaceSet, validation_pairs  # TensorFlow
 
     cfg = card.config
     crops_root = crops_root or config.processed_dir() / card.training_crops
@@ -214,11 +219,6 @@ def degraded_crops(
     """The crops (N × size × size × 3) the crop policy makes of the degraded pictures
     (with `correct_light`, then as verify corrects their light), and whether it found a
     face in each."""
-    from tqdm.auto import tqdm
-
-    from facelib.images import load_image
-    from facelib.quality import face_conditions, light_corrected
-
     detector = settings.make_detector()
     crops, found = [], []
     for index, path in enumerate(tqdm(pictures, desc=name, disable=not progress, leave=False)):
@@ -319,13 +319,8 @@ def robustness_report(
     replaces the card's crop policy (to compare policies on one model), `tta` embeds each
     crop as the mean with its mirror image; neither is saved. `correct_light` treats the
     degraded crops as `verify` does (FaceVerifier's correct_light); without it, not saved."""
-    from sklearn.metrics import roc_auc_score
-
-    from facelib.decision import embedding_distance
-    from facelib.evaluate import best_threshold, mean_embedding, verdict_accuracy
-    from facelib.files import write_json_atomic
-    from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder
-    from facelib.pipeline import embed_arrays, embed_files
+    from facelib.model import load_model_folder, newest_model_folder, resolve_model_folder  # Keras
+    from facelib.pipeline import embed_arrays, embed_files  # TensorFlow
 
     start = time.perf_counter()
     folder = resolve_model_folder(model) if model else newest_model_folder()
@@ -356,7 +351,7 @@ def robustness_report(
         rows.append(
             RobustnessRow(
                 degradation=name,
-                auc=float(roc_auc_score(pairs.same, -distances)),
+                auc=roc_auc(distances, pairs.same),
                 faces_found=float(found.mean()),
                 accuracy_at_card_threshold=verdict_accuracy(distances, pairs.same, threshold, balanced=True),
                 best_threshold=best,

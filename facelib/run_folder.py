@@ -28,7 +28,7 @@ import numpy as np
 from facelib import config, machine
 from facelib.budget import PLAN, Plan, read_plan
 from facelib.card import ModelCard
-from facelib.errors import ConfigError
+from facelib.errors import ConfigError, RunFolderError
 from facelib.files import atomic_path, write_atomic, write_json_atomic
 from facelib.training_config import TrainConfig, config_differences
 
@@ -58,11 +58,9 @@ def read_backup(folder: Path) -> Backup | None:
         epochs = int(saved["epoch"])
         weights = backup / (saved["weights"] if source == state else _KERAS_BACKUP[1])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{source} is damaged ({exc}); start a new run with another --name") from exc
+        raise RunFolderError(f"{source} is damaged ({exc})", Path(folder).name) from exc
     if not weights.is_file():
-        raise ConfigError(
-            f"{source} names {weights.name}, which is missing; start a new run with another --name"
-        )
+        raise RunFolderError(f"{source} names {weights.name}, which is missing", Path(folder).name)
     return Backup(epochs, weights)
 
 
@@ -73,7 +71,7 @@ def saved_config(folder: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except ValueError as exc:
-        raise ConfigError(f"{path} is damaged ({exc}); start a new run with another --name") from exc
+        raise RunFolderError(f"{path} is damaged ({exc})", folder.name) from exc
 
 
 def is_finished(folder: Path) -> bool:
@@ -99,9 +97,8 @@ def check_finished_settings(folder: Path, run_name: str, cfg: TrainConfig, auto_
         saved = ModelCard.load(folder).config
     differences = config_differences(saved, cfg, auto_precision()) if saved is not None else []
     if differences:
-        raise ConfigError(
-            f"{run_name} already finished with other settings ({', '.join(differences)}); "
-            "choose another --name"
+        raise RunFolderError(
+            f"{run_name} already finished with other settings ({', '.join(differences)})", run_name
         )
 
 
@@ -169,33 +166,29 @@ def open_run(
     one with no epoch backed up started afresh."""
     folder = config.models_dir() / run_name
     if is_finished(folder):
-        raise ConfigError(
-            f"{run_name} already finished ({folder / 'model.keras'}); nothing to resume"
-            if resume
-            else f"{folder} already holds a trained model; choose another --name"
-        )
+        if resume:
+            raise ConfigError(f"{run_name} already finished ({folder / 'model.keras'}); nothing to resume")
+        raise RunFolderError(f"{folder} already holds a trained model", run_name)
     found = read_backup(folder)
     done = found.epochs if found else 0
     saved = saved_config(folder)
     if chief and folder.exists() and not done:  # a non-chief may find the chief's new folder
         if saved is None and any(not p.name.startswith(".") for p in folder.iterdir()):
-            raise ConfigError(
-                f"{folder} holds files but no training run (no config.json); choose another --name"
-            )
+            raise RunFolderError(f"{folder} holds files but no training run (no config.json)", run_name)
         if saved is not None:
             print(f"{run_name}: no epoch of the earlier attempt was backed up; starting it afresh")
     if done and not resume and chief:
-        raise ConfigError(
-            f"{folder} holds an interrupted run ({done} epoch(s) done); "
-            "pass --resume to continue it, or choose another --name"
+        raise RunFolderError(
+            f"{folder} holds an interrupted run ({done} epoch(s) done)", run_name, resumable=True
         )
     if done and saved is None:
-        raise ConfigError(f"{folder} has a backup but no config.json; start a new run with another --name")
+        raise RunFolderError(f"{folder} has a backup but no config.json", run_name)
     differences = config_differences(saved, cfg, auto_precision()) if done else []
     if differences:
-        raise ConfigError(
-            f"--resume needs the settings {run_name} started with; they differ ({', '.join(differences)}): "
-            "resume with those, or choose another --name"
+        raise RunFolderError(
+            f"{run_name} continues only with the settings it started with; they differ "
+            f"({', '.join(differences)}): resume with those",
+            run_name,
         )
     return RunFolder(run_name, folder, chief, found, saved)
 
@@ -278,9 +271,9 @@ def keep_history(history_csv: Path, epochs: int) -> None:
     rows = lines[1:]
     kept = [r for r in rows if (_row_epoch(r) is not None and _row_epoch(r) < epochs)]
     if [_row_epoch(r) for r in kept] != list(range(epochs)):
-        raise ConfigError(
-            f"{history_csv} does not hold one row for each of the {epochs} epoch(s) in the backup; "
-            "start a new run with another --name"
+        raise RunFolderError(
+            f"{history_csv} does not hold one row for each of the {epochs} epoch(s) in the backup",
+            history_csv.parent.name,
         )
     if not kept:
         history_csv.unlink(missing_ok=True)  # HistoryCSV writes a fresh header

@@ -264,7 +264,9 @@ def _train(
         print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
     steps_run = int(net.model.optimizer.iterations.numpy())  # the optimizer's count, resumed ones too
     if net.model.stop_training and not np.isfinite(net.embedding_model.get_weights()[-1]).all():
-        raise FacelibError(f"training of {run_name} diverged (NaN loss); lower --lr and start a new run")
+        raise FacelibError(
+            f"training of {run_name} diverged (NaN loss); lower the learning rate and start a new run"
+        )
     # What is saved and scored: a classifier head was for training only.
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all

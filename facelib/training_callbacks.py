@@ -13,14 +13,13 @@ from facelib import machine
 from facelib.budget import Plan
 from facelib.decision import embedding_distance
 from facelib.distribution import WorkerBackup
+from facelib.metrics import best_threshold, roc_auc
 from facelib.pipeline import embed_files
 from facelib.run_folder import EpochBackup, HistoryCSV, RunFolder
 
 
 def verification_auc(distances: np.ndarray, same: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(same, -distances))
+    return roc_auc(distances, same)
 
 
 class ValidationAUC(keras.callbacks.Callback):
@@ -46,8 +45,6 @@ class ValidationAUC(keras.callbacks.Callback):
     def threshold(self, model: keras.Model) -> float:
         """The most accurate threshold on the validation pairs: a first calibration,
         until `facelib evaluate` sets one on LFW View 1."""
-        from facelib.evaluate import best_threshold
-
         return best_threshold(self.distances(model), self.same.astype(bool))
 
     def on_epoch_end(self, epoch, logs=None):

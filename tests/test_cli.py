@@ -157,6 +157,27 @@ def test_train_set_values_reach_the_config_as_given(monkeypatch, capsys):
     assert (plain.max_identities, plain.epochs) == (24, 3)  # the preset's, where no --set says otherwise
 
 
+@pytest.mark.parametrize(
+    ("resumable", "advice"),
+    [(True, "pass --resume to continue it, or choose another --name"), (False, "choose another --name")],
+)
+def test_a_run_folder_error_gets_the_command_lines_advice_at_the_boundary(
+    monkeypatch, capsys, resumable, advice
+):
+    """The library's message names no flag (notebooks get it too); the command adds one."""
+    import facelib.train
+    from facelib.errors import RunFolderError
+
+    def fake_train(cfg, name, **kwargs):
+        raise RunFolderError(f"models/{name} holds an interrupted run (1 epoch(s) done)", name, resumable)
+
+    monkeypatch.setattr(facelib.train, "train", fake_train)
+    assert main(["train", "--preset", "smoke", "--name", "busy", "--epochs", "1"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: models/busy holds an interrupted run (1 epoch(s) done); {advice}"
+    ]
+
+
 def test_train_resume_of_a_finished_run_with_other_settings_is_one_clear_line(smoke_model, capsys):
     argv = ["train", "--preset", "smoke", "--name", smoke_model.name, "--resume"]
     assert main([*argv, "--epochs", "20"]) == 1

@@ -12,16 +12,12 @@ from facelib.datasets import ImageRef, Pair
 from facelib.decision import embedding_distance
 from facelib.evaluate import (
     IdentityOverlapError,
-    best_threshold,
-    cross_validated_accuracy,
-    equal_error_rate,
     evaluate_model,
     metrics,
     pair_crop_paths,
-    stratified_folds,
-    tar_at_far,
     unseen_pairs,
 )
+from facelib.metrics import stratified_folds
 from facelib.model import ModelError
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
@@ -40,21 +36,6 @@ def test_reversed_distances_score_zero_auc():
     same = np.array([1, 1, 0, 0], bool)
     m = metrics("toy", np.array([0.9, 0.8, 0.1, 0.2]), same, np.array([0, 1, 0, 1]))
     assert m.auc == 0.0
-
-
-def test_stratified_folds_each_hold_both_classes_of_a_sorted_file():
-    same = np.array([True] * 500 + [False] * 500)  # the layout of pairsDevTest.txt
-    folds = stratified_folds(same)
-    for k in range(10):
-        assert same[folds == k].sum() == 50 and (~same[folds == k]).sum() == 50
-
-
-def test_threshold_and_rates_on_a_hand_checked_case():
-    same = np.array([1, 1, 1, 0, 0, 0], bool)
-    distances = np.array([0.1, 0.2, 0.5, 0.4, 0.6, 0.7])
-    assert 0.2 < best_threshold(distances, same) < 0.4  # 5 of 6 right, the best possible
-    assert tar_at_far(distances, same, 0.0) == pytest.approx(2 / 3)
-    assert equal_error_rate(distances, same) == pytest.approx(1 / 3)
 
 
 def test_overlap_guard_refuses_or_drops_seen_people(mirror):
@@ -77,28 +58,6 @@ def test_lbp_histograms_and_chi_square():
     other = lbp_features(rng.integers(0, 256, (160, 160, 3), np.uint8))
     assert chi_square(features[None], features[None])[0] == 0.0
     assert chi_square(features[None], other[None])[0] > 0.0
-
-
-def test_each_folds_threshold_is_chosen_without_that_fold():
-    """Fold 0 is poisoned: 30 same-person pairs at 0.6, between the other folds' classes.
-    Seen, it would pull the threshold above 0.6 (and be scored right); unseen, the other
-    folds choose 0.5 and reject all of them. Every fold's threshold must be the one the
-    other folds alone choose."""
-    clean_same = np.tile(np.linspace(0.1, 0.3, 5), 9)
-    clean_different = np.tile(np.linspace(0.7, 0.9, 5), 9)
-    distances = np.concatenate([np.full(30, 0.6), clean_same, clean_different])
-    same = np.array([True] * 30 + [True] * 45 + [False] * 45)
-    folds = np.concatenate(
-        [np.zeros(30, int), np.repeat(np.arange(1, 10), 5), np.repeat(np.arange(1, 10), 5)]
-    )
-    assert best_threshold(distances, same) == pytest.approx(0.65)  # what a leaky fold 0 would use
-
-    accuracies, thresholds = cross_validated_accuracy(distances, same, folds)
-    assert thresholds[0] == pytest.approx(0.5) and accuracies[0] == 0.0
-    for k in range(10):
-        others = folds != k
-        assert thresholds[k] == best_threshold(distances[others], same[others])
-    assert accuracies[1:] == [1.0] * 9
 
 
 # --------------------------------------------------- evaluate_model on a trained model
@@ -248,12 +207,3 @@ def test_imbalanced_pairs_are_reported_by_balanced_accuracy():
     row = m.row()
     assert "balanced accuracy" in row and "300 same, 700 different" in row
     assert "TAR@FAR=1e-3" not in row  # under 1,000 different pairs it means zero false accepts
-
-
-def test_balanced_threshold_weighs_both_kinds_of_pair_equally():
-    same = np.array([1, 1] + [0] * 8, bool)
-    distances = np.array([0.5, 0.55, 0.45, 0.52, 0.53, 0.9, 0.9, 0.9, 0.9, 0.9])
-    # plain accuracy: answering "different" always is right 8 times in 10, no threshold
-    # does better; balanced: a threshold above 0.55 takes both same pairs (0.81 vs 0.5)
-    assert best_threshold(distances, same) < 0.45
-    assert 0.55 < best_threshold(distances, same, balanced=True) < 0.9

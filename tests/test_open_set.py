@@ -13,11 +13,11 @@ from facelib.identification import (
     FAR_GRID,
     ImpostorCurve,
     OpenSetRule,
-    figures_from_distances,
     open_set_figures,
     per_comparison_far,
     person_distances,
 )
+from facelib.metrics import figures_from_distances
 from facelib.open_set import (
     named,
     open_set_split,

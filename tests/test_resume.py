@@ -152,8 +152,9 @@ def test_a_run_killed_at_each_step_resumes_without_losing_or_repeating_anything(
     assert read_backup(folder).epochs == 1 and _history(folder) == [0]
     backed_up = _at(events, "end", 0)
 
-    with pytest.raises(ConfigError, match=r"interrupted run \(1 epoch\(s\) done\); pass --resume"):
+    with pytest.raises(ConfigError, match=r"interrupted run \(1 epoch\(s\) done\)") as refused:
         train(cfg, run, verbose=0)
+    assert refused.value.resumable  # the command line adds "pass --resume" (test_cli.py)
 
     # 3. --resume: epoch 1 again, the data stream at its first step, from exactly the
     # backed-up weights and optimizer state. Killed after fit returned, before saving.
@@ -175,8 +176,9 @@ def test_a_run_killed_at_each_step_resumes_without_losing_or_repeating_anything(
     assert (folder / "history.csv").read_text() == history
 
     # 5. Finished: --resume reports it and clears the leftover backup; a plain train refuses.
-    with pytest.raises(ConfigError, match="already holds a trained model; choose another --name"):
+    with pytest.raises(ConfigError, match="already holds a trained model") as refused:
         train(cfg, run, verbose=0)
+    assert not refused.value.resumable  # the command line adds "choose another --name"
     assert train_or_resume(cfg, run, verbose=0) == folder
     assert not (folder / "backup").exists()
     assert _history(folder) == list(range(cfg.epochs))

@@ -363,10 +363,11 @@ def test_a_finished_run_asked_for_other_settings_is_refused(smoke_model):
     assert train_or_resume(cfg, run, verbose=0) == smoke_model  # the same settings: done
     with pytest.raises(ConfigError) as refused:
         train_or_resume(TrainConfig.preset("smoke", epochs=cfg.epochs + 18), run, verbose=0)
+    # The flag to use instead is the command line's to add (test_cli.py).
     assert str(refused.value) == (
-        f"{run} already finished with other settings (epochs {cfg.epochs} → {cfg.epochs + 18}); "
-        "choose another --name"
+        f"{run} already finished with other settings (epochs {cfg.epochs} → {cfg.epochs + 18})"
     )
+    assert (refused.value.run, refused.value.resumable) == (run, False)
     with pytest.raises(
         ConfigError, match=r"other settings \(mining batch_hard → random, max_identities 24 → none\)"
     ):
