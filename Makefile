@@ -6,7 +6,7 @@
 #                 PORT=n choose others)
 # make dashboard  only serve the dashboard
 # make doctor     this machine, the math facelib picks for it, and each preset's plan
-# make test   lint, format check, unit + integration tests, notebooks (nbval)
+# make test   lint, format check, import layers, unit + integration tests, notebooks (nbval)
 # make test-unit  only the unit tests: no LFW mirror, no TensorFlow (seconds)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
@@ -43,7 +43,7 @@ install: $(VENV)/.installed
 # The plan first, before installing (it needs only Python 3.9+; an older one skips
 # it): the machine found, the precision and budget it sets, the time expected.
 run:
-	-@$(PYTHON) -m facelib.doctor --no-timing --preset $(PRESET)
+	-@$(PYTHON) -m facelib.app.doctor --no-timing --preset $(PRESET)
 	@$(MAKE) --no-print-directory install
 	$(BIN)/facelib fetch
 	$(BIN)/facelib preprocess --preset $(PRESET)
@@ -66,9 +66,11 @@ doctor: install
 check-wheels: install
 	$(BIN)/python bench/check_wheels.py
 
+# lint-imports: the layers and no-circle contracts in pyproject.toml (README, Contributing).
 lint: install
 	$(BIN)/ruff check facelib tests bench
 	$(BIN)/ruff format --check facelib tests bench
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -83,7 +83,7 @@ def mirror() -> Path:
 @pytest.fixture(scope="session")
 def lfw_root(mirror) -> Path:
     """The extracted deep-funneled images in the session's FACELIB_HOME."""
-    from facelib import datasets
+    from facelib.data import datasets
 
     return datasets.fetch_lfw()
 
@@ -96,8 +96,8 @@ def sample_jpeg(lfw_root) -> Path:
 @pytest.fixture(scope="session")
 def smoke_crops(lfw_root) -> Path:
     """Face crops of the first 120 LFW images (the smoke preset's), made once."""
-    from facelib import config
-    from facelib.preprocess import CropSettings, output_dir, preprocess_dataset
+    from facelib.core import config
+    from facelib.data.preprocess import CropSettings, output_dir, preprocess_dataset
 
     settings = CropSettings(detector=config.preset("smoke").detector)  # the crops the preset trains on
     preprocess_dataset(lfw_root, settings, limit=120, progress=False)
@@ -107,7 +107,7 @@ def smoke_crops(lfw_root) -> Path:
 @pytest.fixture(scope="session")
 def smoke_model(smoke_crops) -> Path:
     """A model trained with the smoke preset (seconds): real, but not accurate."""
-    from facelib.train import TrainConfig, train_or_resume
+    from facelib.training.train import TrainConfig, train_or_resume
 
     return train_or_resume(TrainConfig.preset("smoke"), "smoke-fixture", verbose=0)
 
@@ -120,7 +120,7 @@ def smoke_model_copy(smoke_model) -> str:
     import json
     import uuid
 
-    from facelib import config
+    from facelib.core import config
 
     name = f"copy-{uuid.uuid4().hex[:8]}"
     folder = config.models_dir() / name

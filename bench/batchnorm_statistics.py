@@ -27,9 +27,9 @@ from common import machine  # noqa: E402
 
 def validation_auc(model, split, card) -> tuple[float, float]:
     """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
-    from facelib.metrics import best_threshold
-    from facelib.pipeline import validation_pairs
-    from facelib.train import ValidationAUC, verification_auc
+    from facelib.core.metrics import best_threshold
+    from facelib.data.pipeline import validation_pairs
+    from facelib.training.train import ValidationAUC, verification_auc
 
     cfg = card.config
     left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], cfg["seed"])
@@ -44,9 +44,9 @@ def main() -> None:
     parser.add_argument("--save-as", metavar="SUFFIX", help="keep each refreshed model as models/RUN+SUFFIX")
     args = parser.parse_args()
 
-    from facelib import config
-    from facelib.model import load_model_folder, save_model_folder
-    from facelib.pipeline import training_dataset, training_split
+    from facelib.core import config
+    from facelib.data.pipeline import training_dataset, training_split
+    from facelib.recognition.model import load_model_folder, save_model_folder
 
     print(f"Machine: {machine()}")
     for run in args.runs:

@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def machine() -> str:
     """The CPU (model, flags that set the math, cores), the oneDNN state and the load:
     every figure is named with the machine that made it."""
-    from facelib import machine as facelib_machine
+    from facelib.core import machine as facelib_machine
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (

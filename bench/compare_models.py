@@ -23,9 +23,9 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true")
     args = parser.parse_args()
 
-    from facelib import config
-    from facelib.card import ModelCard
-    from facelib.evaluate import evaluate_lbp, evaluate_model, print_table
+    from facelib.core import config
+    from facelib.evaluation.evaluate import evaluate_lbp, evaluate_model, print_table
+    from facelib.recognition.card import ModelCard
 
     lines = [
         "| method | training | View 1 accuracy | View 1 AUC | View 1 EER | View 1 TAR@FAR=1e-2 "

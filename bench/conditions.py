@@ -1,4 +1,4 @@
-"""How often each condition of facelib.quality flags a face: on LFW's validation
+"""How often each condition of facelib.data.quality flags a face: on LFW's validation
 pictures as they are, and under each degradation of the robustness suite.
 
     python bench/conditions.py [--model RUN]     # RUN's validation pictures; default robust-cpu
@@ -24,12 +24,12 @@ LABELS = ["dark", "washed out", "lit from one side", "small face", "turned", "an
 def main() -> None:
     import numpy as np
 
-    from facelib import config
-    from facelib.card import ModelCard
-    from facelib.crop import CropSettings, crop_picture
-    from facelib.images import load_image
-    from facelib.quality import LIMITS, face_conditions
-    from facelib.robustness import degrade, suite_pairs
+    from facelib.core import config
+    from facelib.data.crop import CropSettings, crop_picture
+    from facelib.data.images import load_image
+    from facelib.data.quality import LIMITS, face_conditions
+    from facelib.evaluation.robustness import degrade, suite_pairs
+    from facelib.recognition.card import ModelCard
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="robust-cpu")
@@ -56,7 +56,7 @@ def main() -> None:
             lines.append(f"| {row} | " + " | ".join(f"{100 * c / len(pictures):.1f}%" for c in counts) + " |")
         print("\n".join(lines[-len(ROWS) - 3 :]), flush=True)
     body = (
-        "`python bench/conditions.py`: how often each limit of `facelib.quality.LIMITS` "
+        "`python bench/conditions.py`: how often each limit of `facelib.data.quality.LIMITS` "
         f"({', '.join(f'{k} {v}' for k, v in LIMITS.items())}) flags a face, on the validation "
         f"pictures of `{args.model}`'s robustness suite (row `none`: LFW as it is) and under its "
         f"degradations. Turned needs landmarks: only the yunet policy measures it.\n\nMachine: {machine()}\n"

@@ -36,8 +36,8 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from facelib import datasets
-    from facelib.model import newest_model_folder
+    from facelib.data import datasets
+    from facelib.recognition.model import newest_model_folder
 
     model = (args.model or newest_model_folder()).resolve()  # the kernel runs in notebooks/
     face = datasets.fetch_lfw() / "George_W_Bush" / "George_W_Bush_0001.jpg"

@@ -21,7 +21,7 @@ trains 6): the README must not show a model that judges at random.
 Nothing of the model is changed: the page serves a temporary FACELIB_HOME whose
 models/<name>/ holds links to the model's files and a copy of its card.json, and whose
 gallery/ receives the enrolled people; it is removed at the end. LFW comes from
-facelib.datasets.fetch_lfw() (set FACELIB_MIRROR to read it from a mirror). Needs
+facelib.data.datasets.fetch_lfw() (set FACELIB_MIRROR to read it from a mirror). Needs
 /usr/bin/chromium and ffmpeg (apt-get install chromium ffmpeg); never `playwright install`.
 """
 
@@ -209,7 +209,7 @@ def main() -> None:
     model = args.model.expanduser().resolve()
     if not (model / "model.keras").exists() or not (model / "card.json").is_file():
         sys.exit(f"{model} is not a model folder (it needs model.keras and card.json)")
-    from facelib.card import ModelCard
+    from facelib.recognition.card import ModelCard
 
     card = ModelCard.load(model)
     steps = training_steps(card)
@@ -235,7 +235,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from facelib import datasets
+    from facelib.data import datasets
 
     lfw = datasets.fetch_lfw()  # in the caller's FACELIB_HOME, before the page's own
     with tempfile.TemporaryDirectory(prefix="facelib-screenshot-") as scratch:

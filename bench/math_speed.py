@@ -12,7 +12,7 @@ and the dashboard run) in ms, p50, also compiled by XLA (jit_compile); and batch
 and training's validation run) in images/s. The best round of each is kept.
 `--isa AVX2` caps oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA) to approximate a CPU without
 AVX-512: oneDNN's own code then matches such a CPU; the clock and the caches do not.
-Writes the section "oneDNN per kind of work" of docs/benchmarks.md; facelib.machine's
+Writes the section "oneDNN per kind of work" of docs/benchmarks.md; facelib.core.machine's
 rule is read off these figures.
 """
 
@@ -51,13 +51,13 @@ def measure(sizes: list[int], bfloat16: bool, steps: int) -> dict:
     """Runs in the child process: every figure for one oneDNN setting."""
     import time
 
-    from facelib import machine as facelib_machine  # first: it sets oneDNN before TensorFlow loads
+    from facelib.core import machine as facelib_machine  # first: it sets oneDNN before TensorFlow loads
 
     import numpy as np  # isort: skip
     import tensorflow as tf  # isort: skip
 
-    from facelib.doctor import time_train_step
-    from facelib.model import build_embedding_model
+    from facelib.app.doctor import time_train_step
+    from facelib.recognition.model import build_embedding_model
 
     results = {"onednn": facelib_machine.onednn_state()}
     rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def main() -> None:
         print(json.dumps(measure(args.sizes, args.bfloat16, args.steps)))
         return
 
-    from facelib import machine as facelib_machine
+    from facelib.core import machine as facelib_machine
 
     cpu = facelib_machine.read_cpu()
     # Emulated bfloat16 runs about 10x slower than float32 (the issue's AVX2 figures):

@@ -9,7 +9,7 @@ is a stranger. `--people test`: View 1 test people (the model must not have trai
 any); `--people validation`: the card's validation people (training side), for choosing
 settings without touching test people. Reports rank-1, DIR at FPIR 1% and 10%, and the
 FPIR and DIR the calibrated rule reaches; writes docs/benchmarks.md and a DIR-vs-FPIR plot
-(facelib.open_set holds the code; notebook 05 shows the same).
+(facelib.evaluation.open_set holds the code; notebook 05 shows the same).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--no-lbp", action="store_true", help="leave the LBP baseline out")
     args = parser.parse_args()
 
-    from facelib.open_set import lfw_open_set
-    from facelib.plots import dir_fpir
+    from facelib.evaluation.open_set import lfw_open_set
+    from facelib.evaluation.plots import dir_fpir
 
     at_start = machine()
     enroll = tuple(sorted(set(args.enroll)))

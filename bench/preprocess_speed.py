@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--single-core-sample", type=int, default=1000, help="images for the 1-core run")
     args = parser.parse_args()
 
-    from facelib import datasets
-    from facelib.preprocess import CropSettings, preprocess_dataset
+    from facelib.data import datasets
+    from facelib.data.preprocess import CropSettings, preprocess_dataset
 
     images_root = datasets.fetch_lfw()
     cores = len(os.sched_getaffinity(0))

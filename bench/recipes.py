@@ -157,7 +157,7 @@ def main() -> None:
             print("$", " ".join(cmd), flush=True)
             subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], check=True)
     else:
-        from facelib import config
+        from facelib.core import config
 
         text = table(args.models or config.models_dir())
         # The hand-written findings below the table stay as they are.

@@ -100,7 +100,7 @@ def command(name: str) -> list[str]:
 
 
 def row(name: str, folder: Path) -> str:
-    from facelib.robustness import read_report
+    from facelib.evaluation.robustness import read_report
 
     parent, change, _ = RECIPES.get(name, (None, "?", {}))
     epochs = history(folder)
@@ -158,10 +158,10 @@ def detectors() -> str:
     validation people's pictures of the `cpu` row's pairs, per degradation."""
     import numpy as np
 
-    from facelib import config
-    from facelib.card import ModelCard
-    from facelib.crop import CropSettings
-    from facelib.robustness import degraded_crops, suite_pairs
+    from facelib.core import config
+    from facelib.data.crop import CropSettings
+    from facelib.evaluation.robustness import degraded_crops, suite_pairs
+    from facelib.recognition.card import ModelCard
 
     card = ModelCard.load(config.models_dir() / "robust-cpu")
     pictures = suite_pairs(card).right_pictures
@@ -207,7 +207,7 @@ def main() -> None:
         write_between(DETECTORS_BEGIN, DETECTORS_END, text)
         print(text)
     else:
-        from facelib import config
+        from facelib.core import config
 
         text = table(args.models or config.models_dir())
         write_between(BEGIN, END, text)

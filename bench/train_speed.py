@@ -66,12 +66,12 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from facelib.card import ModelCard
-    from facelib.losses import make_loss
-    from facelib.model import build_embedding_model
-    from facelib.pipeline import training_dataset, training_split
-    from facelib.preprocess import ensure_crops
-    from facelib.train import TrainConfig
+    from facelib.data.pipeline import training_dataset, training_split
+    from facelib.data.preprocess import ensure_crops
+    from facelib.recognition.card import ModelCard
+    from facelib.recognition.model import build_embedding_model
+    from facelib.training.losses import make_loss
+    from facelib.training.train import TrainConfig
 
     cfg = TrainConfig.preset("cpu", input_size=args.input_size)
     faces = training_split(ensure_crops(progress=False)).train.with_at_least(2)

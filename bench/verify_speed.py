@@ -33,9 +33,9 @@ def measure(model: Path | None, pairs_wanted: int) -> dict:
     """In a child process: every figure for the oneDNN setting it was started with."""
     import tensorflow as tf
 
-    from facelib import datasets
-    from facelib.pipeline import eval_transform
-    from facelib.verification import FaceVerifier
+    from facelib.data import datasets
+    from facelib.data.pipeline import eval_transform
+    from facelib.recognition.verification import FaceVerifier
 
     verifier = FaceVerifier(model)
     # Flip test-time augmentation (4 embeddings); any threshold will do for timing.
@@ -132,7 +132,7 @@ Command: `python bench/verify_speed.py{f" --model {args.model}" if args.model el
 (the Machine line names the parent process's oneDNN state; each setting below runs in a child of its own)
 Machine: {machine()}; model `{off["model"]}` ({off["input_size"]} px), detector {off["detector"]};
 {off["pairs"]} View 1 test pairs with a face in both pictures. Each oneDNN setting in a process of its own,
-alternating; best of {args.rounds} rounds. facelib runs `verify` with oneDNN off (`facelib.machine`).
+alternating; best of {args.rounds} rounds. facelib runs `verify` with oneDNN off (`facelib.core.machine`).
 
 | p50 / p95 | oneDNN off | oneDNN on |
 | --- | ---: | ---: |

@@ -12,8 +12,8 @@ crop policy), `preprocess`, `pipeline` (tf.data), `model`, `losses`, `train`,
 TensorFlow loads only when a model is used; `machine` chooses its math first.
 """
 
-from facelib import machine
-from facelib.errors import FacelibError, ImageError, ImageTooLargeError, NoFaceError
+from facelib.core import machine
+from facelib.core.errors import FacelibError, ImageError, ImageTooLargeError, NoFaceError
 
 # The one place that runs before any facelib module can load TensorFlow, which reads
 # its oneDNN setting once: the CLI and notebooks may name another role before it loads.
@@ -34,7 +34,7 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy: `import facelib` stays fast for the CLI's data verbs.
     if name in ("FaceVerifier", "verify", "VerifyResult"):
-        from facelib import verification
+        from facelib.recognition import verification
 
         return getattr(verification, name)
     raise AttributeError(f"module 'facelib' has no attribute {name!r}")

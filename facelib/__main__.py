@@ -1,5 +1,5 @@
 import sys
 
-from facelib.cli import main
+from facelib.app.cli import main
 
 sys.exit(main())

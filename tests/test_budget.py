@@ -12,11 +12,11 @@ import keras
 import numpy as np
 import pytest
 
-import facelib.train as train_module
-from facelib import config, machine
-from facelib.card import ModelCard
-from facelib.errors import ConfigError
-from facelib.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
+import facelib.training.train as train_module
+from facelib.core import config, machine
+from facelib.core.errors import ConfigError
+from facelib.recognition.card import ModelCard
+from facelib.training.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -134,7 +134,7 @@ def test_a_precision_the_cpu_only_emulates_is_refused_before_anything_is_written
         train(TrainConfig.preset("smoke", settings={"bfloat16": True}), "emulated-bf16", verbose=0)
     assert not (config.models_dir() / "emulated-bf16").exists()
 
-    from facelib import cli
+    from facelib.app import cli
 
     code = cli.main(["train", "--preset", "smoke", "--name", "emulated-bf16", "--set", "bfloat16=true"])
     assert code == 1 and not (config.models_dir() / "emulated-bf16").exists()
@@ -159,7 +159,7 @@ def test_a_run_made_before_budgets_is_taken_as_it_was(tmp_path):
     """config.json of a `make run` model made before precision and budgets existed: the
     cpu preset now asks for precision auto and 40 minutes, which are not differences
     (the old run keeps its precision and its fixed steps), while a real change is."""
-    from facelib.training_config import config_differences
+    from facelib.training.training_config import config_differences
 
     older = {
         k: v
@@ -179,7 +179,7 @@ def test_a_run_made_before_budgets_is_taken_as_it_was(tmp_path):
 
 
 def test_the_cli_takes_steps_as_a_fixed_length_and_refuses_both(monkeypatch):
-    from facelib import cli
+    from facelib.app import cli
 
     seen = {}
     monkeypatch.setattr(train_module, "train", lambda cfg, name, **kw: seen.setdefault("cfg", cfg) and None)
@@ -200,7 +200,7 @@ def test_calibration_leaves_the_model_and_optimizer_as_they_were(monkeypatch):
     variable must be put back, or the run would not start where a fixed run starts."""
     import tensorflow as tf
 
-    from facelib.model import build_embedding_model
+    from facelib.recognition.model import build_embedding_model
 
     keras.utils.set_random_seed(0)
     model = build_embedding_model(32, 8, None, "l2")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facelib.card import SCHEMA, ModelCard, ModelError
+from facelib.recognition.card import SCHEMA, ModelCard, ModelError
 
 DATA = Path(__file__).parent / "data"
 # A card as facelib wrote it before the card had a schema number (commit 9c71cb9: a smoke
@@ -32,7 +32,7 @@ def test_a_card_written_before_the_schema_loads_and_saves_in_the_current_one(tmp
 
 
 def test_a_model_folder_from_before_the_schema_still_loads(tmp_path):
-    from facelib.model import build_embedding_model, load_model_folder
+    from facelib.recognition.model import build_embedding_model, load_model_folder
 
     build_embedding_model(input_size=48, embedding_dim=32).save(tmp_path / "model.keras")
     shutil.copy(SCHEMA_1_CARD, tmp_path / "card.json")

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from facelib.card import ModelCard
-from facelib.cli import main
+from facelib.app.cli import main
+from facelib.recognition.card import ModelCard
 
 
 def _facelib(*args, env=None):
@@ -52,7 +52,7 @@ def test_bad_preset_is_a_clear_error(tmp_path):
 
 @pytest.fixture
 def run_name(smoke_model_copy, monkeypatch, mirror):
-    from facelib import datasets
+    from facelib.data import datasets
 
     view1 = datasets.view1_pairs("test")
     monkeypatch.setattr(datasets, "view1_pairs", lambda split: view1[:10] + view1[500:510])
@@ -60,7 +60,7 @@ def run_name(smoke_model_copy, monkeypatch, mirror):
 
 
 def _card(name: str) -> dict:
-    from facelib import config
+    from facelib.core import config
 
     return ModelCard.load(config.models_dir() / name)
 
@@ -87,7 +87,7 @@ def test_evaluate_by_run_name_then_if_needed_skips_it(run_name, capsys):
 
 
 def test_evaluate_again_keeps_the_threshold_and_recalibrate_replaces_it(run_name, capsys):
-    from facelib import config
+    from facelib.core import config
 
     assert main(["evaluate", "--model", run_name]) == 0
     ModelCard.update(config.models_dir() / run_name, lambda card: setattr(card, "threshold", 0.5))
@@ -136,10 +136,10 @@ def test_train_set_refuses_an_unknown_or_mistyped_setting():
         assert result.stderr.startswith("error: --set") and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.tensorflow  # facelib.train loads it
+@pytest.mark.tensorflow  # facelib.training.train loads it
 def test_train_set_values_reach_the_config_as_given(monkeypatch, capsys):
-    import facelib.train
-    from facelib.errors import FacelibError
+    import facelib.training.train
+    from facelib.core.errors import FacelibError
 
     seen = []
 
@@ -147,7 +147,7 @@ def test_train_set_values_reach_the_config_as_given(monkeypatch, capsys):
         seen.append((cfg, name))
         raise FacelibError("stopped before training")
 
-    monkeypatch.setattr(facelib.train, "train", fake_train)
+    monkeypatch.setattr(facelib.training.train, "train", fake_train)
     argv = ["train", "--preset", "smoke", "--name", "never-made", "--epochs", "3"]
     assert main([*argv, "--set", "max_identities=none", "--set", "weights=none"]) == 1
     assert main(argv) == 1
@@ -165,13 +165,13 @@ def test_a_run_folder_error_gets_the_command_lines_advice_at_the_boundary(
     monkeypatch, capsys, resumable, advice
 ):
     """The library's message names no flag (notebooks get it too); the command adds one."""
-    import facelib.train
-    from facelib.errors import RunFolderError
+    import facelib.training.train
+    from facelib.core.errors import RunFolderError
 
     def fake_train(cfg, name, **kwargs):
         raise RunFolderError(f"models/{name} holds an interrupted run (1 epoch(s) done)", name, resumable)
 
-    monkeypatch.setattr(facelib.train, "train", fake_train)
+    monkeypatch.setattr(facelib.training.train, "train", fake_train)
     assert main(["train", "--preset", "smoke", "--name", "busy", "--epochs", "1"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"error: models/busy holds an interrupted run (1 epoch(s) done); {advice}"
@@ -203,13 +203,13 @@ def test_train_resume_of_a_finished_run_with_other_settings_is_one_clear_line(sm
     ],
 )
 def test_ctrl_c_says_how_to_go_on_for_each_command(monkeypatch, capsys, argv, message):
-    import facelib.cli
+    import facelib.app.cli
 
     def interrupted(args):
         raise KeyboardInterrupt
 
     for command in ("cmd_train", "cmd_preprocess", "cmd_fetch", "cmd_evaluate", "cmd_verify"):
-        monkeypatch.setattr(facelib.cli, command, interrupted)
+        monkeypatch.setattr(facelib.app.cli, command, interrupted)
     assert main(argv) == 130
     expected = f"error: interrupted; {message}" if message else "error: interrupted"
     assert capsys.readouterr().err.splitlines() == [expected]
@@ -217,7 +217,7 @@ def test_ctrl_c_says_how_to_go_on_for_each_command(monkeypatch, capsys, argv, me
 
 @pytest.mark.tensorflow  # main(['verify', …]) loads it
 def test_verify_names_the_centre_crop_when_no_face_was_found(monkeypatch, capsys):
-    import facelib.verification as verification
+    import facelib.recognition.verification as verification
 
     result = verification.VerifyResult(
         distance=0.5,

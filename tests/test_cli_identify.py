@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facelib.card import ModelCard
-from facelib.cli import main
+from facelib.app.cli import main
+from facelib.recognition.card import ModelCard
 
-# load_each_model_once (autouse) imports facelib.model, which loads TensorFlow
+# load_each_model_once (autouse) imports facelib.recognition.model, which loads TensorFlow
 pytestmark = pytest.mark.tensorflow
 
 # person → picture numbers copied from LFW; the last two people have one picture each
@@ -59,8 +59,8 @@ def model(smoke_model):
     calibrations and the card's open-set curve land here, not in the shared fixture."""
     import uuid
 
-    from facelib import config
-    from facelib.identification import ImpostorCurve
+    from facelib.core import config
+    from facelib.recognition.identification import ImpostorCurve
 
     name = f"identify-{uuid.uuid4().hex[:8]}"
     folder = config.models_dir() / name
@@ -81,7 +81,7 @@ def load_each_model_once():
     """Every command below loads its model through FaceVerifier as usual, but the Keras
     model itself is deserialised once per folder (the card is read afresh each time):
     a ResNet50 load per command would make this file several times slower."""
-    from facelib import model as model_module
+    from facelib.recognition import model as model_module
 
     original, loaded = model_module.load_model_folder, {}
 
@@ -125,9 +125,9 @@ def _picture(people, person, n=1):
 def _tight_calibration(model, name="tight", distance=1e-3):
     """A calibration whose impostor distances are all about `distance`: a name then
     needs a distance below it, which only a picture compared with itself has."""
-    from facelib import config
-    from facelib.calibration import Calibration, save_calibration
-    from facelib.identification import ImpostorCurve
+    from facelib.core import config
+    from facelib.recognition.calibration import Calibration, save_calibration
+    from facelib.recognition.identification import ImpostorCurve
 
     distances = distance * (1 + np.linspace(0, 1e-3, 100))
     curve = ImpostorCurve.from_distances(distances, source="test: forced tiny")
@@ -292,7 +292,7 @@ def test_a_margin_larger_than_any_distance_makes_every_picture_ambiguous(run, mo
 
 
 def test_calibrate_saves_a_calibration_that_verify_and_identify_use(run, model, people):
-    from facelib import config
+    from facelib.core import config
 
     status, out, err = run("calibrate", "--images", people, "--name", "mine", "--model", model)
     assert status == 0, err
@@ -326,7 +326,7 @@ def test_calibrate_saves_a_calibration_that_verify_and_identify_use(run, model, 
 
 
 def test_calibrate_names_the_calibration_after_the_folder_by_default(run, model, people):
-    from facelib import config
+    from facelib.core import config
 
     assert run("calibrate", "--images", people, "--model", model)[0] == 0
     assert (config.models_dir() / model / "calibrations" / "people.json").is_file()
@@ -349,9 +349,10 @@ def test_calibrate_refuses_a_blank_name_or_the_cards_before_loading_anything(run
 
 def test_calibrate_fits_the_threshold_with_the_shared_function(run, model, people):
     """`facelib calibrate` and the dashboard's gallery calibration are the same fit."""
-    from facelib import config, folders
-    from facelib.calibration import calibration_from_embeddings, load_calibration
-    from facelib.verification import FaceVerifier
+    from facelib.core import config
+    from facelib.data import folders
+    from facelib.recognition.calibration import calibration_from_embeddings, load_calibration
+    from facelib.recognition.verification import FaceVerifier
 
     assert run("calibrate", "--images", people, "--name", "shared", "--model", model)[0] == 0
     saved = load_calibration(config.models_dir() / model, "shared")
@@ -374,7 +375,7 @@ def test_enroll_names_its_name_argument_in_help(capsys):
 
 
 def test_evaluate_images_reports_verification_and_identification_and_leaves_the_card(run, model, people):
-    from facelib import config
+    from facelib.core import config
 
     card = config.models_dir() / model / "card.json"
     before = card.read_bytes()
@@ -389,7 +390,7 @@ def test_evaluate_images_reports_verification_and_identification_and_leaves_the_
 
 
 def test_evaluate_images_scores_a_pairs_file(run, model, people, tmp_path):
-    from facelib import config
+    from facelib.core import config
 
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(
@@ -433,7 +434,7 @@ def test_preprocess_images_writes_crops_and_a_manifest(run, people, tmp_path):
 def test_preprocess_images_warns_of_pictures_it_leaves_out_and_keeps_out_of_lfws_crops(
     run, people, tmp_path, monkeypatch
 ):
-    from facelib import config
+    from facelib.core import config
 
     monkeypatch.setenv("FACELIB_HOME", str(tmp_path / "home"))
     folder = tmp_path / "lfw"  # named like an LFW variant
@@ -508,7 +509,7 @@ def test_enroll_refuses_a_photo_set_without_a_face_and_a_name_like_a_path(run, m
 
 
 def test_identify_with_nobody_enrolled_or_only_another_models_templates(run, model, people, tmp_path):
-    from facelib.gallery import Gallery
+    from facelib.recognition.gallery import Gallery
 
     gallery = tmp_path / "gallery"
     probe = _picture(people, "Colin_Powell")
@@ -559,8 +560,8 @@ def test_identify_and_the_dashboard_never_write_the_model_folder(run, model, peo
     """A read-only model folder (its card with or without an open-set curve): identify
     from the command line and from the dashboard, with nothing written. Tests may run as
     root, whom permissions do not stop, so every file's bytes and time are compared too."""
-    from facelib import config
-    from facelib.dashboard_controller import DashboardController
+    from facelib.app.dashboard_controller import DashboardController
+    from facelib.core import config
 
     folder = config.models_dir() / f"{model}-read-only-{with_curve}"
     folder.mkdir()

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from facelib import config, datasets
-from facelib.errors import ChecksumError, CorruptArchiveError, DataUnavailableError, UnsafeArchiveError
+from facelib.core import config
+from facelib.core.errors import ChecksumError, CorruptArchiveError, DataUnavailableError, UnsafeArchiveError
+from facelib.data import datasets
 
 
 def test_view1_and_view2_protocols_parse(mirror):

@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facelib.crop import (
+from facelib.core.errors import ConfigError, DetectorUnavailableError
+from facelib.data.crop import (
     DETECT_MAX_SIDE,
     CropSettings,
     centre_crop,
@@ -12,9 +13,8 @@ from facelib.crop import (
     crop_square,
     eye_angle,
 )
-from facelib.detection import Face, HaarDetector, YuNetDetector, make_detector
-from facelib.errors import ConfigError, DetectorUnavailableError
-from facelib.images import load_image
+from facelib.data.detection import Face, HaarDetector, YuNetDetector, make_detector
+from facelib.data.images import load_image
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +230,8 @@ def test_five_point_alignment_puts_the_landmarks_on_the_template():
     it; a face without 5 landmarks has no five-point crop (the box crop is used)."""
     import math
 
-    from facelib.crop import FIVE_POINT_TEMPLATE_112, crop_five_point, five_point_matrix
-    from facelib.detection import Face
+    from facelib.data.crop import FIVE_POINT_TEMPLATE_112, crop_five_point, five_point_matrix
+    from facelib.data.detection import Face
 
     angle, scale, shift = math.radians(17), 1.8, np.array([40.0, 25.0])
     rotation = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
@@ -252,8 +252,8 @@ def test_five_point_alignment_puts_the_landmarks_on_the_template():
 
 
 def test_five_point_alignment_is_refused_without_a_landmark_detector():
-    from facelib.crop import CropSettings
-    from facelib.errors import ConfigError
+    from facelib.core.errors import ConfigError
+    from facelib.data.crop import CropSettings
 
     with pytest.raises(ConfigError, match="yunet"):
         CropSettings(detector="haar", five_point=True)

@@ -53,7 +53,7 @@ def _one_step_on_two_replicas() -> dict:
 
     keras.config.disable_traceback_filtering()  # whole tracebacks, shown when this fails
 
-    from facelib.losses import make_loss
+    from facelib.training.losses import make_loss
 
     dist = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {"replicas": dist.num_replicas_in_sync, "cases": []}
@@ -67,7 +67,7 @@ def _one_step_on_two_replicas() -> dict:
             model = keras.Model(inputs, keras.layers.UnitNormalization()(dense(inputs)))
             model.compile(optimizer=keras.optimizers.SGD(1.0), loss=make_loss(mining, margin, soft))
         before = model.get_weights()[0].tolist()
-        # The same path as facelib.train: an infinite dataset of global batches.
+        # The same path as facelib.training.train: an infinite dataset of global batches.
         data = tf.data.Dataset.from_tensors((x, labels)).repeat()
         history = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
         results["cases"].append(
@@ -130,15 +130,15 @@ def test_two_replicas_compute_the_whole_batch_loss_and_gradient(two_replica_step
 
 def test_a_batch_that_does_not_split_evenly_over_the_replicas_is_refused(monkeypatch):
     """Keras 3's fit fails on unequal per-replica slices: say so before anything runs."""
-    import facelib.config
-    import facelib.train
-    from facelib.errors import ConfigError
+    import facelib.core.config
+    import facelib.training.train
+    from facelib.core.errors import ConfigError
 
     three = SimpleNamespace(num_replicas_in_sync=3, extended=SimpleNamespace(should_checkpoint=True))
-    monkeypatch.setattr(facelib.train, "strategy", lambda: three)
+    monkeypatch.setattr(facelib.training.train, "strategy", lambda: three)
     with pytest.raises(ConfigError, match="8 images does not split evenly over 3 replicas"):
-        facelib.train.train(facelib.train.TrainConfig.preset("smoke"), "uneven")
-    assert not (facelib.config.models_dir() / "uneven").exists()
+        facelib.training.train.train(facelib.training.train.TrainConfig.preset("smoke"), "uneven")
+    assert not (facelib.core.config.models_dir() / "uneven").exists()
 
 
 # ----------------------------------------------------------------- two workers
@@ -188,8 +188,8 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_pa
     assert epochs == [0, 1]  # once each: only the chief logs
     assert [p.name for p in tmp_path.glob("tmp*/*")] == []
 
-    from facelib.model import load_model_folder
-    from facelib.pipeline import embed_files, training_split
+    from facelib.data.pipeline import embed_files, training_split
+    from facelib.recognition.model import load_model_folder
 
     model, card = load_model_folder(folder)
     assert card.history["epochs"] == 2

@@ -5,20 +5,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facelib import config, datasets
-from facelib.baselines import chi_square, lbp_features
-from facelib.card import ModelCard
-from facelib.datasets import ImageRef, Pair
-from facelib.decision import embedding_distance
-from facelib.evaluate import (
+from facelib.core import config
+from facelib.core.decision import embedding_distance
+from facelib.core.metrics import stratified_folds
+from facelib.data import datasets
+from facelib.data.datasets import ImageRef, Pair
+from facelib.evaluation.baselines import chi_square, lbp_features
+from facelib.evaluation.evaluate import (
     IdentityOverlapError,
     evaluate_model,
     metrics,
     pair_crop_paths,
     unseen_pairs,
 )
-from facelib.metrics import stratified_folds
-from facelib.model import ModelError
+from facelib.recognition.card import ModelCard
+from facelib.recognition.model import ModelError
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -130,7 +131,7 @@ def test_evaluating_again_keeps_the_threshold_unless_recalibrating(run_name, few
     assert [e["threshold"] for e in card.evaluations] == [first.rows[0].threshold, again.rows[0].threshold]
     assert [e["tta"] for e in card.evaluations] == [False, True]
     # A TTA verifier is judged by this evaluation's TTA row, not by the card's threshold.
-    from facelib.calibration import tta_calibration
+    from facelib.recognition.calibration import tta_calibration
 
     (tta_row,) = [r for r in again.rows if r.protocol == "view1 +TTA"]
     assert tta_calibration(card, folder).threshold == tta_row.threshold != card.threshold
@@ -167,8 +168,8 @@ def test_tta_averages_each_crop_with_its_mirror_image(run_name, few_pairs):
     """The +TTA row's distances, recomputed by flipping the crops by hand."""
     import tensorflow as tf
 
-    from facelib.model import load_model_folder
-    from facelib.pipeline import decode, eval_transform
+    from facelib.data.pipeline import decode, eval_transform
+    from facelib.recognition.model import load_model_folder
 
     view1, _, _ = few_pairs
     evaluation = evaluate_model(run_name, view2=False, tta=True, save=False, progress=False)

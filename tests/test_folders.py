@@ -1,4 +1,4 @@
-"""The pairs facelib.folders draws from a folder of people. No model: kept apart from
+"""The pairs facelib.data.folders draws from a folder of people. No model: kept apart from
 test_cli_identify.py, whose autouse fixture loads TensorFlow."""
 
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 # (4, 2): 8 different pairs for 7 same, all listed then drawn; the others: drawn at random
 @pytest.mark.parametrize("sizes", [(4, 2), (3, 3, 2, 1), (40, 30, 25, 20, 10, 5, 1, 1)])
 def test_folder_pairs_are_every_same_pair_and_as_many_distinct_seeded_different_ones(sizes):
-    from facelib.folders import folder_pairs
+    from facelib.data.folders import folder_pairs
 
     labels = np.repeat(np.arange(len(sizes)), sizes)
     pairs = folder_pairs(labels)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from helpers import THUMBNAIL, unit
 
-from facelib.decision import same_person
-from facelib.errors import FacelibError
-from facelib.gallery import THUMBNAILS, Gallery
-from facelib.identification import ImpostorCurve, OpenSetRule
+from facelib.core.decision import same_person
+from facelib.core.errors import FacelibError
+from facelib.recognition.gallery import THUMBNAILS, Gallery
+from facelib.recognition.identification import ImpostorCurve, OpenSetRule
 
 MODEL = "test-model@2024"
 # Impostor distances spread evenly over [1.0, 2.0]: the threshold for a gallery of one

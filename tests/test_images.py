@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facelib.errors import ImageError, ImageTooLargeError
-from facelib.images import load_image
+from facelib.core.errors import ImageError, ImageTooLargeError
+from facelib.data.images import load_image
 
 
 def _png(width: int, height: int) -> bytes:

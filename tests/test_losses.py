@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from facelib.losses import (
+from facelib.training.losses import (
     batch_hard_triplet_loss,
     batch_semihard_triplet_loss,
     pairwise_distances,
@@ -121,7 +121,7 @@ def test_gradients_are_finite_for_identical_embeddings():
 def test_keras_losses_on_one_device_are_the_whole_batch_functions(mining):
     """What fit calls: the Keras loss objects (their replica handling is a no-op on one
     device; tests/test_distributed.py checks two replicas)."""
-    from facelib.losses import make_loss
+    from facelib.training.losses import make_loss
 
     labels, e = _batch(4, n_ids=4, k=3)
     a, p, n = np.split(e, 3)
@@ -147,7 +147,7 @@ def reference_cosface(labels, cosines, scale, margin):
 
 @pytest.mark.parametrize("margin", [0.0, 0.35])
 def test_cosface_matches_reference(margin):
-    from facelib.losses import cosface_loss
+    from facelib.training.losses import cosface_loss
 
     rng = np.random.default_rng(3)
     cosines = rng.uniform(-1, 1, (10, 7)).astype(np.float32)
@@ -157,7 +157,7 @@ def test_cosface_matches_reference(margin):
 
 
 def test_cosface_margin_makes_a_correct_answer_cost_more():
-    from facelib.losses import cosface_loss
+    from facelib.training.losses import cosface_loss
 
     cosines = np.array([[0.9, 0.1, 0.0]], np.float32)  # right class, confidently
     plain = float(cosface_loss(np.array([0]), cosines, 5.0, 0.0))
@@ -169,7 +169,7 @@ def test_cosface_margin_makes_a_correct_answer_cost_more():
 
 
 def test_cosine_classifier_outputs_cosines_of_normalised_vectors():
-    from facelib.model import CosineClassifier
+    from facelib.recognition.model import CosineClassifier
 
     layer = CosineClassifier(4)
     x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)

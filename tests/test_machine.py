@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from facelib import machine
-from facelib.card import ModelCard
-from facelib.errors import ConfigError
-from facelib.train import ALLOW_EMULATED_BFLOAT16, TrainConfig, resolve_precision
+from facelib.core import machine
+from facelib.core.errors import ConfigError
+from facelib.recognition.card import ModelCard
+from facelib.training.train import ALLOW_EMULATED_BFLOAT16, TrainConfig, resolve_precision
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -125,7 +125,7 @@ def _in_fresh_process(code: str, **env: str) -> dict:
 VARIABLE = {True: "1", False: "0", None: None}  # None: left to TensorFlow (not measured there)
 REPORT = """
 import json, os
-from facelib import machine
+from facelib.core import machine
 {before}
 import tensorflow
 {after}
@@ -167,7 +167,7 @@ def test_the_setting_is_made_before_tensorflow_loads_and_a_users_value_wins():
 
 
 def test_the_cli_names_a_role_for_every_verb_that_loads_tensorflow():
-    from facelib import cli
+    from facelib.app import cli
 
     verbs = set(cli.build_parser()._subparsers._group_actions[0].choices)
     light = {"fetch", "preprocess"}  # no TensorFlow
@@ -178,11 +178,11 @@ def test_the_cli_names_a_role_for_every_verb_that_loads_tensorflow():
 
 def test_the_plan_is_printed_without_loading_tensorflow():
     """`make run` prints it first, before installing: the standard library only."""
-    from facelib import doctor
+    from facelib.app import doctor
 
     code = (
         "import json, sys\n"
-        "from facelib import doctor\n"
+        "from facelib.app import doctor\n"
         "text = doctor.report(['cpu', 'smoke'], timing=False)\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'numpy', 'cv2') if m in sys.modules)\n"
         "print(json.dumps({'text': text, 'heavy': heavy}))\n"
@@ -203,8 +203,8 @@ def test_the_plan_is_printed_without_loading_tensorflow():
 EMBED = """
 import json, sys
 import numpy as np
-from facelib import machine
-from facelib.verification import FaceVerifier
+from facelib.core import machine
+from facelib.recognition.verification import FaceVerifier
 verifier = FaceVerifier(sys.argv[1])
 crops = [np.load(path) for path in sys.argv[2:]]
 print(json.dumps({"onednn": machine.onednn_state(), "embeddings": verifier.embed_crops(crops).tolist()}))
@@ -252,8 +252,8 @@ def test_a_verifier_that_loads_tensorflow_first_runs_verify_math(smoke_model):
     verify's before the model loads; a role named on purpose does not."""
     code = (
         "import json, os\n"
-        "from facelib import machine\n"
-        "from facelib.verification import FaceVerifier\n"
+        "from facelib.core import machine\n"
+        "from facelib.recognition.verification import FaceVerifier\n"
         f"FaceVerifier({str(smoke_model)!r})\n"
         "state = machine.math_state()\n"
         "print(json.dumps({'role': state.role, 'variable': os.environ.get('TF_ENABLE_ONEDNN_OPTS'),\n"

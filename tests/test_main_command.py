@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from helpers import free_port, skip_or_fail
 
-from facelib import machine
-from facelib.card import ModelCard
+from facelib.core import machine
+from facelib.recognition.card import ModelCard
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "main-command"
@@ -192,7 +192,7 @@ def test_make_run_reaches_the_dashboard_then_skips_the_finished_work(mirror, cle
     assert served_model(first_page) == served
 
     # A newer model beside it: the dashboard must still serve RUN, not the newest.
-    from facelib.model import newest_model_folder
+    from facelib.recognition.model import newest_model_folder
 
     decoy = clean_home / "models" / "newer-than-main-command"
     decoy.mkdir()

@@ -1,9 +1,9 @@
-"""The pure metrics (facelib.metrics) on small cases whose answers are known by hand."""
+"""The pure metrics (facelib.core.metrics) on small cases whose answers are known by hand."""
 
 import numpy as np
 import pytest
 
-from facelib.metrics import (
+from facelib.core.metrics import (
     best_threshold,
     cross_validated_accuracy,
     dir_at_fpir,

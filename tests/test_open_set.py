@@ -1,5 +1,5 @@
 """Open-set identification on embeddings where every figure is known by hand, and the
-benchmark's gallery/probe split (facelib.open_set)."""
+benchmark's gallery/probe split (facelib.evaluation.open_set)."""
 
 import json
 
@@ -7,22 +7,22 @@ import numpy as np
 import pytest
 from helpers import unit
 
-from facelib.calibration import Calibration
-from facelib.errors import FacelibError
-from facelib.identification import (
+from facelib.core.errors import FacelibError
+from facelib.core.metrics import figures_from_distances
+from facelib.evaluation.open_set import (
+    named,
+    open_set_split,
+    person_distance_matrix,
+    rule_rates,
+)
+from facelib.recognition.calibration import Calibration
+from facelib.recognition.identification import (
     FAR_GRID,
     ImpostorCurve,
     OpenSetRule,
     open_set_figures,
     per_comparison_far,
     person_distances,
-)
-from facelib.metrics import figures_from_distances
-from facelib.open_set import (
-    named,
-    open_set_split,
-    person_distance_matrix,
-    rule_rates,
 )
 
 # Different-person distances spread evenly over [0.5, 1.5]: the FAR of a threshold t
@@ -259,7 +259,7 @@ def test_the_split_is_deterministic_and_never_probes_an_enrolled_picture():
     ],
 )
 def test_a_damaged_calibration_file_is_a_clear_error(tmp_path, content):
-    from facelib.calibration import CALIBRATIONS, load_calibration
+    from facelib.recognition.calibration import CALIBRATIONS, load_calibration
 
     (tmp_path / CALIBRATIONS).mkdir()
     (tmp_path / CALIBRATIONS / "mine.json").write_text(content)
@@ -268,7 +268,7 @@ def test_a_damaged_calibration_file_is_a_clear_error(tmp_path, content):
 
 
 def test_the_card_calibration_name_is_reserved(tmp_path):
-    from facelib.calibration import CARD, Calibration, save_calibration
+    from facelib.recognition.calibration import CARD, Calibration, save_calibration
 
     with pytest.raises(FacelibError, match="model card's own"):
         save_calibration(tmp_path, Calibration(CARD, 1.0, "x", None))

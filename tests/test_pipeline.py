@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from facelib.pipeline import FaceSet, augment, eval_transform, relight, training_dataset, warp
+from facelib.data.pipeline import FaceSet, augment, eval_transform, relight, training_dataset, warp
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from facelib import datasets
-from facelib.errors import ConfigError
-from facelib.preprocess import CropSettings, output_dir, preprocess_dataset, read_manifest
+from facelib.core.errors import ConfigError
+from facelib.data import datasets
+from facelib.data.preprocess import CropSettings, output_dir, preprocess_dataset, read_manifest
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_preprocessing_follows_the_crop_policy(tmp_path, lfw_root):
     import cv2
     import numpy as np
 
-    from facelib.images import load_image
+    from facelib.data.images import load_image
 
     face = load_image(lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg")
     root = tmp_path / "policy"

@@ -4,11 +4,11 @@ measured in, verify and the dashboard say so."""
 import numpy as np
 import pytest
 
-from facelib.detection import Face
-from facelib.images import load_image
-from facelib.quality import LIMITS, face_conditions, light_corrected
-from facelib.robustness import side_light
-from facelib.verification import FaceVerifier
+from facelib.data.detection import Face
+from facelib.data.images import load_image
+from facelib.data.quality import LIMITS, face_conditions, light_corrected
+from facelib.evaluation.robustness import side_light
+from facelib.recognition.verification import FaceVerifier
 
 
 def _crop(value: float = 128.0, side: int = 160) -> np.ndarray:

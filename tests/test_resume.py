@@ -16,10 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-from facelib import config
-from facelib.errors import ConfigError
-from facelib.model import load_model_folder
-from facelib.train import TrainConfig, is_finished, read_backup, train, train_or_resume
+from facelib.core import config
+from facelib.core.errors import ConfigError
+from facelib.recognition.model import load_model_folder
+from facelib.training.train import TrainConfig, is_finished, read_backup, train, train_or_resume
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -40,8 +40,8 @@ def _child(mode: str, kill_at: str, run: str) -> None:
     and the optimizer state), and SIGKILL itself at `kill_at`."""
     import keras
 
-    import facelib.train as t
-    import facelib.training_callbacks as training_callbacks
+    import facelib.training.train as t
+    import facelib.training.training_callbacks as training_callbacks
 
     def event(**fields):
         print("EVENT " + json.dumps(fields), flush=True)

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelib import config, datasets
-from facelib.card import ModelCard
-from facelib.cli import main
-from facelib.crop import CropSettings, crop_picture
-from facelib.errors import FacelibError
-from facelib.images import load_image
-from facelib.robustness import (
+from facelib.app.cli import main
+from facelib.core import config
+from facelib.core.errors import FacelibError
+from facelib.data import datasets
+from facelib.data.crop import CropSettings, crop_picture
+from facelib.data.images import load_image
+from facelib.evaluation.robustness import (
     DEGRADATIONS,
     REPORT,
     degrade,
@@ -23,6 +23,7 @@ from facelib.robustness import (
     side_light,
     suite_pairs,
 )
+from facelib.recognition.card import ModelCard
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 

@@ -11,13 +11,14 @@ import pytest
 import tensorflow as tf
 from helpers import free_port
 
-from facelib import config, datasets
-from facelib.card import ModelCard
-from facelib.errors import ConfigError, FacelibError
-from facelib.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
-from facelib.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices, training_split
-from facelib.preprocess import read_manifest
-from facelib.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
+from facelib.core import config
+from facelib.core.errors import ConfigError, FacelibError
+from facelib.data import datasets
+from facelib.data.pipeline import FaceSet, _seed, pk_indices, random_triplet_indices, training_split
+from facelib.data.preprocess import read_manifest
+from facelib.recognition.card import ModelCard
+from facelib.recognition.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
+from facelib.training.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -186,7 +187,7 @@ def test_loading_bad_model_folders_fails_clearly(tmp_path):
 def test_smoke_training_lowers_the_loss(smoke_crops):
     """Trained on one small batch of LFW crops (8 images of 4 people), the loss must
     fall: the whole loop (model, loss, optimizer, callbacks, saving) learns."""
-    from facelib.pipeline import training_dataset
+    from facelib.data.pipeline import training_dataset
 
     cfg = TrainConfig.preset("smoke", epochs=3, steps_per_epoch=8, schedule="constant", learning_rate=3e-4)
     faces = training_split(smoke_crops, cfg.validation_fraction, cfg.seed, cfg.max_identities).train

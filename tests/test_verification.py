@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 import facelib
-from facelib import FaceVerifier, config
-from facelib.card import ModelCard
-from facelib.errors import ImageError, ImageTooLargeError, NoFaceError
-from facelib.model import ModelError
+from facelib import FaceVerifier
+from facelib.core import config
+from facelib.core.errors import ImageError, ImageTooLargeError, NoFaceError
+from facelib.recognition.card import ModelCard
+from facelib.recognition.model import ModelError
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -51,7 +52,7 @@ def test_every_input_kind_gives_the_same_embedding(verifier, lfw_root):
 
 
 def test_flip_tta_embeds_each_face_as_the_mean_with_its_mirror_image(verifier, lfw_root):
-    from facelib.evaluate import mean_embedding
+    from facelib.evaluation.evaluate import mean_embedding
 
     crops = [verifier.face_crop(_lfw(lfw_root, "George_W_Bush", n))[0] for n in (1, 2)]
     plain = verifier.embed_crops(crops)
@@ -64,7 +65,7 @@ def test_flip_tta_embeds_each_face_as_the_mean_with_its_mirror_image(verifier, l
 def test_flip_tta_takes_the_threshold_evaluate_set_for_it(smoke_model, tmp_path):
     import shutil
 
-    from facelib.errors import FacelibError
+    from facelib.core.errors import FacelibError
 
     folder = tmp_path / "model"
     shutil.copytree(smoke_model, folder)
@@ -139,9 +140,9 @@ def _policy_pictures(lfw_root) -> dict[str, np.ndarray]:
 
 
 def test_verification_crops_pictures_as_preprocessing_did(smoke_model, lfw_root, tmp_path, monkeypatch):
-    from facelib import preprocess
-    from facelib.crop import CropSettings
-    from facelib.images import load_image
+    from facelib.data import preprocess
+    from facelib.data.crop import CropSettings
+    from facelib.data.images import load_image
 
     # The crop policy alone: verify's light correction comes after it (tests/test_quality.py).
     verifier = FaceVerifier(smoke_model, no_face="whole", correct_light=False)
@@ -164,7 +165,7 @@ def test_verification_crops_pictures_as_preprocessing_did(smoke_model, lfw_root,
 def test_an_older_card_gets_the_default_crop_policy(verifier, smoke_model, lfw_root, tmp_path):
     from dataclasses import replace
 
-    from facelib.crop import CropSettings
+    from facelib.data.crop import CropSettings
 
     older = tmp_path / "older-card"
     older.mkdir()

@@ -4,10 +4,10 @@ over it, three pictures of one person, and a controller over chosen embeddings."
 import pytest
 from helpers import THUMBNAIL, unit
 
-from facelib.dashboard import Dashboard
-from facelib.dashboard_controller import DashboardController
-from facelib.gallery import Gallery, model_id
-from facelib.verification import FaceVerifier
+from facelib.app.dashboard import Dashboard
+from facelib.app.dashboard_controller import DashboardController
+from facelib.recognition.gallery import Gallery, model_id
+from facelib.recognition.verification import FaceVerifier
 
 from .helpers import MODEL, FakeVerifier
 

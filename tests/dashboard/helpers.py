@@ -4,8 +4,8 @@ tests/test_dashboard.py, so that the tests moved from it read as they did."""
 
 import numpy as np
 
-from facelib.identification import DEFAULT_FPIR, FAR_GRID, ImpostorCurve, OpenSetRule
-from facelib.verification import FaceVerifier
+from facelib.recognition.identification import DEFAULT_FPIR, FAR_GRID, ImpostorCurve, OpenSetRule
+from facelib.recognition.verification import FaceVerifier
 
 
 def _bytes(path):

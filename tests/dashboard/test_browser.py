@@ -69,9 +69,9 @@ def served_model(smoke_model, lfw_root, tmp_path_factory) -> Path:
     distances of SAMPLE_PAIRS same and SAMPLE_PAIRS different View 1 test pairs."""
     import numpy as np
 
-    from facelib import datasets
-    from facelib.evaluate import save_view1_distances
-    from facelib.verification import FaceVerifier
+    from facelib.data import datasets
+    from facelib.evaluation.evaluate import save_view1_distances
+    from facelib.recognition.verification import FaceVerifier
 
     folder = tmp_path_factory.mktemp("served") / smoke_model.name
     folder.mkdir()
@@ -254,7 +254,7 @@ def test_an_upload_over_the_limit_is_refused_and_the_button_keeps_working(page, 
     # the socket on one over 10 MiB: the refusal is reachable only while the limit is
     # below that. Were it not, this file would be dropped with the connection, no
     # message would come, and the button would stay dead.
-    from facelib.dashboard_controller import MAX_UPLOAD_BYTES
+    from facelib.app.dashboard_controller import MAX_UPLOAD_BYTES
 
     face = (lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg").read_bytes()
     big = tmp_path / "big.jpg"

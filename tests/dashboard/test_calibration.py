@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 from helpers import THUMBNAIL, unit
 
-from facelib.calibration import (
+from facelib.app.dashboard import Dashboard
+from facelib.app.dashboard_controller import DashboardController
+from facelib.recognition.calibration import (
     Calibration,
     calibration_from_embeddings,
     calibration_path,
     load_calibration,
     save_calibration,
 )
-from facelib.dashboard import Dashboard
-from facelib.dashboard_controller import DashboardController
-from facelib.gallery import Gallery, model_id
-from facelib.identification import DEFAULT_FPIR, ImpostorCurve
-from facelib.verification import FaceVerifier
+from facelib.recognition.gallery import Gallery, model_id
+from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve
+from facelib.recognition.verification import FaceVerifier
 
 from .helpers import MODEL, FakeVerifier, _distance
 

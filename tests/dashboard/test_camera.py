@@ -9,7 +9,7 @@ import time
 
 import ipywidgets as w
 
-from facelib.dashboard import SNAPSHOT_JS, Dashboard
+from facelib.app.dashboard import SNAPSHOT_JS, Dashboard
 
 from .helpers import _bytes
 

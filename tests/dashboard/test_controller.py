@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from facelib import dashboard_controller
-from facelib.dashboard_controller import DashboardController, Verdict
-from facelib.decision import same_person
+from facelib.app import dashboard_controller
+from facelib.app.dashboard_controller import DashboardController, Verdict
+from facelib.core.decision import same_person
 
 from .helpers import _bytes
 

@@ -3,9 +3,9 @@ controller, then on the page."""
 
 import json
 
-from facelib.dashboard import Dashboard
-from facelib.dashboard_controller import DashboardController, Person
-from facelib.gallery import THUMBNAILS, Gallery
+from facelib.app.dashboard import Dashboard
+from facelib.app.dashboard_controller import DashboardController, Person
+from facelib.recognition.gallery import THUMBNAILS, Gallery
 
 from .helpers import MODEL, _bytes, _capture, _upload
 

@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from facelib.dashboard_controller import DashboardController
-from facelib.evaluate import save_view1_distances
+from facelib.app.dashboard_controller import DashboardController
+from facelib.evaluation.evaluate import save_view1_distances
 
 from .helpers import FakeVerifier, _bytes, _upload
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from helpers import THUMBNAIL, unit
 
-from facelib.dashboard import Dashboard
-from facelib.dashboard_controller import DashboardController, Person
-from facelib.gallery import Gallery
-from facelib.identification import (
+from facelib.app.dashboard import Dashboard
+from facelib.app.dashboard_controller import DashboardController, Person
+from facelib.recognition.gallery import Gallery
+from facelib.recognition.identification import (
     DEFAULT_FPIR,
 )
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from facelib.dashboard import Dashboard
+from facelib.app.dashboard import Dashboard
 
 pytestmark = pytest.mark.tensorflow  # Dashboard(...) loads it, a model or none
 

@@ -8,8 +8,8 @@ import ipywidgets as w
 import numpy as np
 import pytest
 
-from facelib import dashboard_controller
-from facelib.decision import same_person
+from facelib.app import dashboard_controller
+from facelib.core.decision import same_person
 
 from .helpers import _bytes, _capture, _upload
 

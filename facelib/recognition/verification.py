@@ -1,0 +1,257 @@
+"""The public face of facelib: are two pictures the same person?
+
+    import facelib
+    result = facelib.verify("a.jpg", "b.jpg")          # newest model under models/
+    result.same_person, result.distance, result.threshold
+
+    verifier = facelib.FaceVerifier("models/cpu-batch_hard-112")   # load once
+    verifier.verify(img1, img2)                         # paths, bytes, arrays, PIL images
+    verifier.embed([img1, img2, img3])                  # (3, 128), batched
+
+Each picture goes through the crop policy training data went through
+(`crop.crop_picture` with the model card's crop settings: the same detector and
+smallest face, the padded retry, the largest, most central face with the count
+reported, the same margin, alignment and no-face fallback), then the same centre
+region, then the embedding. The threshold is the model's
+calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose,
+or a named calibration made on your own pictures (`facelib calibrate`, then
+`FaceVerifier(calibration="NAME")`).
+
+The model runs through one `tf.function` per loaded verifier (crop scaling included),
+traced once: an eager Keras call cost about 5x more per call on CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from facelib.core.decision import embedding_distance, same_person
+from facelib.core.errors import FacelibError, NoFaceError
+from facelib.data.crop import CropSettings, crop_picture
+from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
+from facelib.data.quality import face_conditions, light_corrected
+from facelib.recognition.calibration import CARD, TTA_SOURCE, Calibration, resolve_calibration
+from facelib.recognition.identification import DEFAULT_FPIR, OpenSetRule
+
+
+@dataclass
+class FaceFound:
+    """Where the face of one picture was taken from."""
+
+    # x, y, w, h; None when no face was found and the fallback crop was used. A face
+    # found on the padded copy of a tight crop may run past the picture's edges.
+    box: tuple[int, int, int, int] | None
+    faces_found: int
+    whole_image: bool = False
+    image_size: tuple[int, int] = (0, 0)  # width, height
+    # Where the face is outside the conditions the threshold was measured in ("dark",
+    # "lit from one side", "small face (32 px)", "turned"): facelib.data.quality.
+    conditions: list[str] = field(default_factory=list)
+    light_corrected: bool = False  # brought to mid-grey before embedding (quality.light_corrected)
+
+
+@dataclass
+class VerifyResult:
+    distance: float
+    threshold: float
+    same_person: bool
+    faces: list[FaceFound]
+    detector: str
+    model: str
+    threshold_source: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def caveats(self) -> list[str]:
+        """Each picture outside the threshold's conditions, e.g. "image 2: dark, turned"."""
+        return [
+            f"image {i}: {', '.join(face.conditions)}"
+            for i, face in enumerate(self.faces, 1)
+            if face.conditions
+        ]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "caveats": self.caveats}
+
+
+class FaceVerifier:
+    """Load a model folder once; embed and verify many pictures.
+
+    `no_face`: "error" (raise NoFaceError) or "whole" (embed the picture's centre
+    crop, the fallback training used: its central `fallback_fraction`).
+    `detector`: overrides the card's detector (the rest of its crop policy is kept).
+    `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB.
+    `correct_light`: a face that is dark, washed out or lit from one side is brought to
+    mid-grey by a gamma curve before it is embedded (quality.light_corrected).
+    `tta`: each face embedded as the mean with its mirror image (flip test-time
+    augmentation; two embeddings a face), judged by the threshold `facelib evaluate
+    --tta` set for it. Off by default: the card's other thresholds and curves are set
+    on plain embeddings."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        detector: str | None = None,
+        threshold: float | None = None,
+        no_face: str = "error",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        bgr: bool = False,
+        calibration: str | None = None,
+        correct_light: bool = True,
+        tta: bool = False,
+    ):
+        from facelib.core import machine
+
+        # Before facelib.recognition.model, which imports Keras and so TensorFlow: verify's math,
+        # unless a role was named on purpose.
+        machine.configure_math("verify", explicit=False)
+        from facelib.recognition.model import load_model_folder, newest_model_folder, resolve_model_folder
+
+        self.folder = resolve_model_folder(model) if model else newest_model_folder()
+        self.model, self.card = load_model_folder(self.folder)
+        # The crop policy the training crops were made with; cards older than a setting
+        # get its default.
+        settings = CropSettings.from_dict(self.card.crop_settings)
+        self.crop_settings = replace(settings, detector=detector) if detector else settings
+        self.detector = self.crop_settings.make_detector()
+        self.input_size = int(self.card.input_size)
+        if tta and self.card.head != "l2":
+            raise FacelibError(
+                f"{self.folder.name}: flip test-time augmentation needs an L2-normalised embedding "
+                f"(this model's head is {self.card.head!r})"
+            )
+        self.tta = tta
+        try:
+            self.use_calibration(resolve_calibration(self.folder, self.card, calibration, tta))
+        except FacelibError:
+            if threshold is None or calibration not in (None, CARD):
+                raise
+            self.calibration = Calibration(CARD, float(threshold), "given", None)  # a card without one
+        if threshold is not None:
+            self.threshold, self.threshold_source = float(threshold), "given"
+        if no_face not in ("error", "whole"):
+            raise FacelibError(f"no_face must be 'error' or 'whole', not {no_face!r}")
+        self.no_face, self.max_pixels, self.bgr = no_face, max_pixels, bgr
+        self.correct_light = correct_light
+        self._compiled = self._compile()
+
+    def _compile(self):
+        """The model with `eval_transform` in front, as one graph (see the module note)."""
+        import tensorflow as tf
+
+        from facelib.data.pipeline import eval_transform
+
+        model, size, tta = self.model, self.input_size, self.tta
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def embed(crops):
+            crops = eval_transform(crops, size)
+            if not tta:
+                return model(crops, training=False)
+            # Each crop and its mirror image in one batch; their mean, re-normalised
+            # (as evaluate.mean_embedding).
+            both = model(tf.concat([crops, tf.image.flip_left_right(crops)], axis=0), training=False)
+            halves = tf.split(both, 2, axis=0)
+            return tf.math.l2_normalize(halves[0] + halves[1], axis=1)
+
+        return embed
+
+    # ------------------------------------------------------------- open set
+
+    def open_set_rule(self, fpir: float | None = None, margin: float = 0.0, mode: str = "min"):
+        """The identification rule of this verifier's calibration (its impostor curve)."""
+        if self.tta:
+            raise FacelibError("the open-set curves are made of plain embeddings: identify without tta")
+        curve = self.calibration.open_set_curve()
+        return OpenSetRule(curve, fpir=fpir or DEFAULT_FPIR, margin=margin, mode=mode)
+
+    def use_calibration(self, calibration: Calibration) -> None:
+        """Switch to `calibration` without loading the model again: its threshold for
+        verify, its impostor curve for identification."""
+        if self.tta and calibration.threshold_source != TTA_SOURCE:
+            raise FacelibError(
+                f"calibration {calibration.name!r} was made of plain embeddings: it does not fit "
+                "flip test-time augmentation (tta)"
+            )
+        self.calibration = calibration
+        self.threshold = calibration.threshold
+        self.threshold_source = (
+            calibration.threshold_source
+            if calibration.name == CARD
+            else f"calibration {calibration.name!r} ({calibration.threshold_source})"
+        )
+
+    @property
+    def calibration_name(self) -> str:
+        return self.calibration.name
+
+    # ------------------------------------------------------------------ faces
+
+    def face_crop(self, image, label: str = "image") -> tuple[np.ndarray, FaceFound]:
+        """The stored-size crop of the picture's face, as training saw them."""
+        try:
+            rgb = load_image(image, bgr=self.bgr, max_pixels=self.max_pixels)
+        except FacelibError as exc:
+            raise type(exc)(f"{label}: {exc}") from exc
+        height, width = rgb.shape[:2]
+        crop, info = crop_picture(rgb, self.detector, self.crop_settings)
+        measured = face_conditions(crop, info.face)
+        conditions = measured.warnings()
+        corrected = light_corrected(crop, measured) if self.correct_light else crop
+        changed = corrected is not crop
+        if info.face is None:
+            if self.no_face == "error":
+                raise NoFaceError(
+                    f"{label}: no face found (try a frontal, well-lit picture, or allow the picture's centre: no_face='whole')"
+                )
+            return corrected, FaceFound(None, 0, True, (width, height), conditions, changed)
+        box = tuple(int(v) for v in info.face.box)
+        return corrected, FaceFound(box, info.faces_found, False, (width, height), conditions, changed)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Embeddings of stored-size crops (all the same size, as `face_crop` makes them)."""
+        batch = np.stack([np.asarray(c, np.float32) for c in crops])
+        return self._compiled(batch).numpy()
+
+    def embed(self, images: list) -> np.ndarray:
+        """Embeddings (N, D) of the face in each picture."""
+        crops = [self.face_crop(image, f"image {i + 1}")[0] for i, image in enumerate(images)]
+        return self.embed_crops(crops)
+
+    def verify(self, image1, image2) -> VerifyResult:
+        start = time.perf_counter()
+        crop1, face1 = self.face_crop(image1, "image 1")
+        crop2, face2 = self.face_crop(image2, "image 2")
+        detected = time.perf_counter()
+        e = self.embed_crops([crop1, crop2])
+        done = time.perf_counter()
+        distance = embedding_distance(e[0], e[1])
+        return VerifyResult(
+            distance=distance,
+            threshold=self.threshold,
+            same_person=same_person(distance, self.threshold),
+            faces=[face1, face2],
+            detector=self.detector.name,
+            model=self.folder.name,
+            threshold_source=self.threshold_source,
+            timings_ms={
+                "read_detect_crop": round(1000 * (detected - start), 1),
+                "embed": round(1000 * (done - detected), 1),
+                "total": round(1000 * (done - start), 1),
+            },
+        )
+
+
+_verifiers: dict[str, FaceVerifier] = {}
+
+
+def verify(image1, image2, model: str | Path | None = None, **options) -> VerifyResult:
+    """One-off verification; the verifier of each model is loaded once and kept."""
+    key = f"{model}|{sorted(options.items())}"
+    if key not in _verifiers:
+        _verifiers[key] = FaceVerifier(model, **options)
+    return _verifiers[key].verify(image1, image2)

@@ -1,0 +1,1 @@
+"""Making a model: its settings, losses, and the training run."""
