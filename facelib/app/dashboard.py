@@ -59,10 +59,11 @@ FPIR_CHOICES = [("0.1%", 0.001), ("1%", 0.01), ("10%", 0.1)]  # strangers who ma
 
 # ipywebrtc 0.6's ImageRecorder answers `recording` with a snapshot that makes a new <video>
 # for the stream, waits for its first frame, draws it and never stops it. The players pile
-# up (one per capture, ~75 a minute in live mode), and after three or four of them Chromium
-# hands the camera's frames out only every 1.1-1.6 s instead of at the camera's rate: the
-# next snapshot waits that long for its first frame, which was most of the 1.4 s from a
-# click on "Capture probe" to its verdict (bench/dashboard_latency.py). This snapshot,
+# up (one per capture, ~75 a minute in live mode), and after a few of them Chromium hands
+# the camera's frames out only about once a second instead of at the camera's rate: the
+# next snapshot waits that long for its first frame, most of the time from a click on
+# "Capture probe" to its verdict (docs/benchmarks.md, "Figures once quoted in the code";
+# bench/dashboard_latency.py). This snapshot,
 # installed on the recorder's class, keeps one playing <video> per recorder and draws its
 # current frame, then answers as ipywebrtc does: the image's value, then `recording` off.
 # Should it fail, ipywebrtc's own snapshot runs. ipywidgets cannot run a script, so a

@@ -78,8 +78,8 @@ def crops_folder(variant: str, detector: str, size: int = 160, five_point: bool 
     return f"{variant}-{detector}-{size}{'-5pt' if five_point else ''}"
 
 
-# YuNet, not Haar: under side light and with a tilted head Haar found a face in 59% and
-# 42% of the robustness suite's pictures, YuNet in 98.8% and 100% (docs/recipes.md).
+# YuNet, not Haar: under side light and with a tilted head Haar misses many of the faces
+# that YuNet finds (docs/recipes.md, "Haar loses the face the suite is about").
 CPU_DETECTOR = "yunet"
 
 
@@ -87,9 +87,9 @@ CPU_DETECTOR = "yunet"
 # CosFace head beside batch-hard triplet loss with a hinge margin, P16 × K2, AdamW) in
 # the precision the CPU runs fastest (mixed bfloat16 where it is in hardware), for a
 # budget of minutes: the run times its own steps and fixes their number to fit
-# (train.Plan), on whatever CPU runs it. `cpu-v1` is the preset before that study
-# (112 px float32, soft margin, Adam, fixed steps; TrainConfig's defaults): the
-# screening rows of bench/recipes.py start from it.
+# (train.Plan), on whatever CPU runs it. `cpu-v1` is that study's baseline (112 px
+# float32, soft margin, Adam, fixed steps; TrainConfig's defaults): the screening rows
+# of bench/recipes.py start from it.
 CPU_TRAINING_MINUTES = 40
 CPU_RECIPE = dict(
     crops=crops_folder("lfw-deepfunneled", CPU_DETECTOR),

@@ -41,7 +41,7 @@ class Cpu:
     @property
     def native_bfloat16(self) -> bool:
         """Whether the CPU computes bfloat16 in hardware; elsewhere it is emulated,
-        about 10x slower than float32 (docs/benchmarks.md)."""
+        far slower than float32 (docs/benchmarks.md, "Figures once quoted in the code")."""
         return any(flag in self.flags for flag in BFLOAT16_FLAGS)
 
     @property
@@ -77,10 +77,11 @@ def onednn_wanted(role: str, cpu: Cpu) -> bool | None:
     measured on this kind of CPU, TensorFlow decides).
 
     On both x86 CPUs measured (AVX2 only; AVX-512 with bfloat16 and AMX), training ran
-    1.7-3.1x faster with them, and bfloat16 runs only with them; embedding ran faster
-    without them, a picture or two at a time (verify, the dashboard: 1.5x on the AVX2
-    CPU) and in batches (evaluate). TensorFlow's own default differs by CPU: on with
-    AVX-512 VNNI or bfloat16, off otherwise. Figures: docs/benchmarks.md."""
+    faster with them, and bfloat16 runs only with them; embedding ran faster without
+    them, a picture or two at a time (verify, the dashboard) and in batches (evaluate).
+    TensorFlow's own default differs by CPU: on with AVX-512 VNNI or bfloat16, off
+    otherwise. Figures: docs/benchmarks.md, "oneDNN per kind of work" (the AVX2 CPU's
+    under "Figures once quoted in the code")."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if cpu.arch not in ("x86_64", "AMD64"):
@@ -88,8 +89,8 @@ def onednn_wanted(role: str, cpu: Cpu) -> bool | None:
     return role == "train"
 
 
-# Emulated bfloat16 ran about 10x slower than float32 (docs/benchmarks.md): refused
-# unless this is set, for those who measure it.
+# Emulated bfloat16 trains far slower than float32 (docs/benchmarks.md, "Figures once
+# quoted in the code"): refused unless this is set, for those who measure it.
 ALLOW_EMULATED_BFLOAT16 = "FACELIB_ALLOW_EMULATED_BFLOAT16"
 
 
@@ -191,8 +192,9 @@ def onednn_state() -> str:
 
 def configure_default() -> MathState:
     """facelib/__init__.py's choice: the role FACELIB_ROLE names, else training's as a
-    default (oneDNN off made training 1.7-3.1x slower, on made embedding about
-    1.3-1.6x slower), which FaceVerifier replaces with verify's if it loads TensorFlow first."""
+    default (training loses more without oneDNN than embedding loses with it:
+    docs/benchmarks.md, "oneDNN per kind of work"), which FaceVerifier replaces with
+    verify's if it loads TensorFlow first."""
     role = os.environ.get("FACELIB_ROLE")
     if role and role not in ROLES:
         import warnings

@@ -25,10 +25,10 @@ from facelib.core import config
 from facelib.core.errors import ConfigError
 from facelib.data.detection import DEFAULT_MIN_FACE, DEFAULT_MIN_FACE_PX, Detector, Face, make_detector
 
-# Pictures are searched at most this large (longer side, pixels): Haar took 6 times
-# longer on a 12-megapixel picture than on this copy of it, and a face too small to be
-# found in the copy holds too little detail to verify anyway. LFW's 250 px pictures
-# are searched as they are.
+# Pictures are searched at most this large (longer side, pixels): Haar's time grows
+# with the pixels searched (docs/benchmarks.md, "Figures once quoted in the code"), and
+# a face too small to be found in the copy holds too little detail to verify anyway.
+# LFW's 250 px pictures are searched as they are.
 DETECT_MAX_SIDE = 1600
 
 # The padded retry keeps faces at least this fraction of the picture's shorter side.
@@ -86,10 +86,10 @@ class CropSettings:
 
     @classmethod
     def from_dict(cls, stored: dict) -> CropSettings:
-        """Settings as stored (settings.json, a card's "crop_settings"). Fields added
-        since they were stored take their defaults; on LFW these crop every picture the
-        older code found a face in exactly as it did (the padded retry only adds faces
-        where it found none). Other keys (the "variant") are not settings."""
+        """Settings as stored (settings.json, a card's "crop_settings"). Fields the
+        stored settings lack take their defaults, which leave the crop of every LFW
+        picture where a face is found without them unchanged (the padded retry only
+        adds faces where none was found). Other keys (the "variant") are not settings."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in names})
 
@@ -262,7 +262,7 @@ def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) ->
         return [_moved(f, 0, scale) for f in faces], False
     # A face that fills the frame has no surroundings for the detector's windows to
     # match: give it some. Replicated borders found more tight LFW crops than
-    # constant ones (95% against 91% of crops that plain detection missed).
+    # constant ones (docs/benchmarks.md, "Figures once quoted in the code").
     pad = round(settings.pad_retry * max(searched.shape[:2]))
     padded = cv2.copyMakeBorder(searched, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     # Only faces that fill most of the picture, as in a tight crop: a smaller one here

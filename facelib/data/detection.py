@@ -47,9 +47,10 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Face]: ...
 
 
-# The smallest face searched for: a fraction of the picture's shorter side (LFW faces
-# fill about 45% of it, and not searching for small ones halves Haar's time), but never
-# more than DEFAULT_MIN_FACE_PX pixels, so that a small face in a large picture is found.
+# The smallest face searched for: a fraction of the picture's shorter side (LFW's faces
+# are larger, and small ones are the slow part of Haar's search: docs/benchmarks.md,
+# "Figures once quoted in the code"), but never more than DEFAULT_MIN_FACE_PX pixels,
+# so that a small face in a large picture is found.
 DEFAULT_MIN_FACE = 0.3
 DEFAULT_MIN_FACE_PX = 80
 

@@ -93,7 +93,7 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     # np.array, not np.asarray: PIL's buffer would make a read-only array, and callers
-    # may draw on what they get (OpenCV's arrays, used before, were writable).
+    # may draw on what they get, as on OpenCV's arrays, which are writable.
     mode = image.mode
     if mode == "RGB":
         return np.array(image)

@@ -23,7 +23,7 @@ import numpy as np
 from facelib.data.detection import Face
 
 # A face is outside LFW's conditions past these. Each flags at most 2% of the clean
-# validation pictures of LFW (bench/conditions.py, docs/benchmarks.md).
+# validation pictures of LFW (bench/conditions.py, docs/benchmarks.md, "Picture conditions").
 LIMITS = {
     "darkest_brightness": 70.0,  # mean grey level of the face (0–255) below this: dark
     "brightest_brightness": 195.0,  # above this: washed out

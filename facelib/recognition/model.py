@@ -56,7 +56,8 @@ def build_embedding_model(
     if head == "l2":
         x = layers.Dense(embedding_dim, name="embedding_dense")(x)
         # Centring the embeddings over the batch keeps them from collapsing onto one
-        # shared direction early in training from scratch (seen here without it).
+        # shared direction early in training from scratch (docs/benchmarks.md, "Figures
+        # once quoted in the code").
         x = layers.BatchNormalization(name="embedding_bn")(x)
         # float32 so mixed precision never normalises in half precision
         outputs = layers.UnitNormalization(axis=-1, name="embedding", dtype="float32")(x)

@@ -18,7 +18,8 @@ or a named calibration made on your own pictures (`facelib calibrate`, then
 `FaceVerifier(calibration="NAME")`).
 
 The model runs through one `tf.function` per loaded verifier (crop scaling included),
-traced once: an eager Keras call cost about 5x more per call on CPU.
+traced once: an eager Keras call costs several times more on CPU (docs/benchmarks.md,
+"Verification latency").
 """
 
 from __future__ import annotations
