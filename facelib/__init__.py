@@ -4,12 +4,12 @@
     facelib.verify("a.jpg", "b.jpg").same_person
     facelib.FaceVerifier("models/cpu-batch_hard-112").embed([...])
 
-Modules by task: `config` (paths, presets, choices), `files` (atomic writes),
-`datasets` (LFW), `images` (reading input), `detection` (face detectors), `crop` (the
-crop policy), `preprocess`, `pipeline` (tf.data), `model`, `losses`, `train`,
-`decision` (distance → verdict), `evaluate`, `verification`, `gallery`,
-`dashboard_controller` and `dashboard` (the webcam page), `plots`, `cli`.
-TensorFlow loads only when a model is used; `machine` chooses its math first.
+Packages by layer, each importing only from those below it (README, "Contributing"):
+`app` (cli, dashboard), `training`, `evaluation`, `recognition` (model, card,
+calibration, verification, identification, gallery), `data` (LFW, folders, detection,
+crop, preprocess, tf.data pipeline) and `core` (config, errors, files, machine,
+decision, metrics). TensorFlow loads only when a model is used; `core.machine` chooses
+its math first.
 """
 
 from facelib.core import machine

@@ -178,3 +178,12 @@ def test_cosine_classifier_outputs_cosines_of_normalised_vectors():
     expected = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
     assert out.shape == (6, 4) and np.allclose(out, expected, atol=1e-5)
     assert np.all(np.abs(out) <= 1 + 1e-6)
+
+
+def test_every_mining_mode_a_config_accepts_has_a_loss_and_back():
+    """TrainConfig checks its mining mode against config.MINING_MODES without loading
+    TensorFlow; the registry it must name is TRIPLET_LOSSES."""
+    from facelib.core import config
+    from facelib.training.losses import TRIPLET_LOSSES
+
+    assert set(config.MINING_MODES) == set(TRIPLET_LOSSES)

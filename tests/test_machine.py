@@ -93,7 +93,7 @@ def test_presets_state_a_preference_and_older_switches_still_read():
 
 def test_onednn_is_chosen_per_kind_of_work(tmp_path):
     avx2, bf16 = fake_cpu(tmp_path, EPYC_AVX2), fake_cpu(tmp_path, EPYC_BF16)
-    # Measured on both: training 1.7-3.1x faster with it, embedding faster without (docs/benchmarks.md).
+    # Training runs faster with it, embedding without (docs/benchmarks.md).
     for cpu in (avx2, bf16):
         assert machine.onednn_wanted("train", cpu) is True
         assert (

@@ -23,7 +23,7 @@ import hashlib
 import json
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -34,7 +34,7 @@ from facelib.core import config, machine
 from facelib.core.errors import FacelibError
 from facelib.core.files import write_json_atomic
 from facelib.core.machine import ALLOW_EMULATED_BFLOAT16, resolve_precision
-from facelib.data.pipeline import training_dataset, training_split, validation_pairs
+from facelib.data.pipeline import FaceSet, training_dataset, training_split, validation_pairs
 from facelib.recognition.calibration import impostor_curve
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import save_model_folder
@@ -207,37 +207,26 @@ def _train(
     dist = strategy()  # first: a multi-worker strategy must exist before any TF op runs
     check_replicas(cfg, dist.num_replicas_in_sync, own_data=data is not None)
     run = open_run(run_name, cfg, resume, dist.extended.should_checkpoint, auto_precision)
-    # Before anything is written: a run folder is no place to find out the crops are missing.
-    crops_root = config.processed_dir() / cfg.crops
-    if not (crops_root / "manifest.csv").is_file():
-        raise FacelibError(_missing_crops_message(crops_root))
-    # Refused before anything is written: a precision this CPU only emulates.
+    # Refused before anything is written: missing crops, a precision this CPU only emulates.
+    crops_root = _crops_root(cfg)
     cpu = machine.read_cpu()
     precision, why = resolve_precision(cfg.precision, cpu, gpu_present())
     plan = run.begin(cfg)
 
-    split = training_split(
-        crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities, cfg.single_picture_people
-    )
-    train_faces = split.train.with_at_least(1 if cfg.single_picture_people else 2)
-    left, right, same = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
+    faces = _Faces.split(cfg, crops_root)
     # Set every time: the policy is global, and an earlier run in this process may have changed it.
     keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
     print(f"machine: {cpu.describe()}; precision {precision} ({why}); {machine.math_state().describe()}")
     keras.utils.set_random_seed(cfg.seed)
-    print(
-        f"training {run_name}: {train_faces.images:,} images of {len(train_faces.identities):,} identities"
-        f"{f' ({int((train_faces.counts == 1).sum()):,} with one picture)' if cfg.single_picture_people else ''}, "
-        f"{len(split.validation.identities)} held out for validation; {describe(dist)}"
-    )
+    print(f"training {run_name}: {faces.describe(cfg)}; {describe(dist)}")
     # Without a plan yet the schedule's length is set after calibration.
-    net = assemble(cfg, len(train_faces.identities), plan.total_steps if plan else 1, dist)
+    net = assemble(cfg, len(faces.train.identities), plan.total_steps if plan else 1, dist)
     if run.found:
         restore(net.model, run.found.weights, dist)
         backup = run.found.weights.name
         print(f"resuming {run_name} after epoch {run.done} of {plan.epochs} (backup {backup})")
 
-    stream = functools.partial(_stream, cfg, train_faces, data)
+    stream = functools.partial(_stream, cfg, faces.train, data)
     if plan is None:  # a budget, not yet planned: time the compiled step on the real stream
         plan = _plan_budget(cfg, run, net, stream, dist, cpu, precision)
     elif plan.budget_minutes is not None:
@@ -246,10 +235,64 @@ def _train(
     batches = stream(run.done * plan.steps_per_epoch)
     if several_workers(dist):
         fit_across_workers(net.model, dist, batches.element_spec)
-    validation = ValidationAUC(split.validation.paths, left, right, same, cfg.input_size)
+    validation = ValidationAUC(faces.validation.paths, *faces.pairs, cfg.input_size)
     validation.embedding_model = net.embedding_model
     callbacks = training_callbacks(run, validation, plan, cpu, precision, cfg.batch_images, extra_callbacks)
     started = time.time()
+    steps_run = _fit(net, batches, run, plan, callbacks, verbose)
+
+    # What is saved and scored: the embedding in float32 (a classifier head was for training only).
+    model = in_float32(net.embedding_model, cfg, dist)
+    threshold = validation.threshold(model)  # on every worker: predict runs on them all
+    curve = _open_set_curve(model, crops_root, faces, cfg, run_name)  # on every worker too
+    if not run.chief:
+        save_on_worker(model, run_name)
+        return run.path
+    card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
+    card.open_set = curve
+    save_model_folder(run.path, model, card)
+    remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
+    return run.path
+
+
+@dataclass(frozen=True)
+class _Faces:
+    """The run's pictures: the training people's, the held-out validation people's, and
+    the validation pairs (left, right, same) scored after each epoch."""
+
+    all_train: FaceSet
+    train: FaceSet  # those the loss can use
+    validation: FaceSet
+    pairs: tuple
+
+    @classmethod
+    def split(cls, cfg: TrainConfig, crops_root: Path) -> _Faces:
+        split = training_split(
+            crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities, cfg.single_picture_people
+        )
+        train = split.train.with_at_least(1 if cfg.single_picture_people else 2)
+        pairs = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
+        return cls(split.train, train, split.validation, pairs)
+
+    def describe(self, cfg: TrainConfig) -> str:
+        singles = int((self.train.counts == 1).sum())
+        return (
+            f"{self.train.images:,} images of {len(self.train.identities):,} identities"
+            f"{f' ({singles:,} with one picture)' if cfg.single_picture_people else ''}, "
+            f"{len(self.validation.identities)} held out for validation"
+        )
+
+
+def _crops_root(cfg: TrainConfig) -> Path:
+    """The crop folder training reads; a run folder is no place to find out it is missing."""
+    crops_root = config.processed_dir() / cfg.crops
+    if not (crops_root / "manifest.csv").is_file():
+        raise FacelibError(_missing_crops_message(crops_root))
+    return crops_root
+
+
+def _fit(net: Assembled, batches, run: RunFolder, plan: Plan, callbacks, verbose: int | str) -> int:
+    """Train the epochs the plan has left; the optimizer's step count, resumed ones too."""
     if run.done < plan.epochs:
         net.model.fit(
             batches,
@@ -261,30 +304,22 @@ def _train(
             shuffle=False,  # the stream is already shuffled, deterministically
         )
     else:
-        print(f"{run_name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
-    steps_run = int(net.model.optimizer.iterations.numpy())  # the optimizer's count, resumed ones too
+        print(f"{run.name}: all {plan.epochs} epochs were trained before it stopped; saving the model")
     if net.model.stop_training and not np.isfinite(net.embedding_model.get_weights()[-1]).all():
         raise FacelibError(
-            f"training of {run_name} diverged (NaN loss); lower the learning rate and start a new run"
+            f"training of {run.name} diverged (NaN loss); lower the learning rate and start a new run"
         )
-    # What is saved and scored: a classifier head was for training only.
-    model = in_float32(net.embedding_model, cfg, dist)
-    threshold = validation.threshold(model)  # on every worker: predict runs on them all
-    try:  # also on every worker; stored so that identification works without `facelib evaluate`
-        curve = impostor_curve(model, crops_root, split.validation.identities, cfg.input_size).to_dict()
+    return int(net.model.optimizer.iterations.numpy())
+
+
+def _open_set_curve(model, crops_root: Path, faces: _Faces, cfg: TrainConfig, run_name: str) -> dict | None:
+    """The validation people's impostor curve, stored in the card so that identification
+    works without `facelib evaluate`; None (said) when too few of them have pictures."""
+    try:
+        return impostor_curve(model, crops_root, faces.validation.identities, cfg.input_size).to_dict()
     except FacelibError as exc:
-        curve = None
         print(f"{run_name}: no open-set curve ({exc})")
-    if not run.chief:
-        save_on_worker(model, run_name)
-        return run.path
-    card = _card(
-        run, cfg, threshold, crops_root, split, train_faces, started, cpu, precision, plan, steps_run
-    )
-    card.open_set = curve
-    save_model_folder(run.path, model, card)
-    remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
-    return run.path
+        return None
 
 
 def _stream(cfg: TrainConfig, faces, data: tf.data.Dataset | None, start_step: int) -> tf.data.Dataset:
@@ -341,8 +376,7 @@ def _card(
     cfg: TrainConfig,
     threshold: float,
     crops_root: Path,
-    split,
-    train_faces,
+    faces: _Faces,
     started: float,
     cpu: machine.Cpu,
     precision: str,
@@ -359,9 +393,9 @@ def _card(
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         config=asdict(cfg),
         data_manifest_sha256=_sha256_file(crops_root / "manifest.csv"),
-        training_identities=split.train.identities,
-        validation_identities=split.validation.identities,
-        training_images=train_faces.images,
+        training_identities=faces.all_train.identities,
+        validation_identities=faces.validation.identities,
+        training_images=faces.train.images,
         git_commit=_git_commit(),
         history=history_summary(run.history_csv),
         train_seconds_last_session=round(time.time() - started, 1),
