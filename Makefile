@@ -7,7 +7,7 @@
 # make dashboard  only serve the dashboard
 # make doctor     this machine, the math facelib picks for it, and each preset's plan
 # make test   lint, format check, import layers, unit + integration tests, notebooks (nbval)
-# make test-unit  only the unit tests: no LFW mirror, no TensorFlow (seconds)
+# make test-unit  only the unit tests: no LFW mirror, no TensorFlow in the tests themselves (under a minute)
 # make bench  benchmarks; figures go to docs/benchmarks.md
 # Every target creates .venv and installs facelib into it first, when needed.
 

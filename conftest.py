@@ -117,19 +117,19 @@ def smoke_model_copy(smoke_model) -> str:
     """The run name of a copy of the smoke model (model.keras linked, card copied, no
     threshold) that says it was trained on 96 px crops: evaluating it makes a crop
     folder of its own, never touching the session's smoke crops."""
-    import json
     import uuid
 
     from facelib.core import config
+    from facelib.recognition.card import ModelCard
 
     name = f"copy-{uuid.uuid4().hex[:8]}"
     folder = config.models_dir() / name
     folder.mkdir()
     (folder / "model.keras").symlink_to(smoke_model / "model.keras")
-    card = json.loads((smoke_model / "card.json").read_text())
-    card.pop("threshold", None)
-    card["crop_settings"] = {**card["crop_settings"], "size": 96}
-    card["config"] = {**card["config"], "crops": card["config"]["crops"].replace("-160", "-96")}
-    (folder / "card.json").write_text(json.dumps(card))
+    card = ModelCard.load(smoke_model)
+    card.threshold = None
+    card.crop_settings = {**card.crop_settings, "size": 96}
+    card.config = {**card.config, "crops": card.training_crops.replace("-160", "-96")}
+    card.save(folder)
     yield name
     shutil.rmtree(folder)

@@ -29,7 +29,7 @@ def validation_auc(model, split, card) -> tuple[float, float]:
     """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
     from facelib.core.metrics import best_threshold
     from facelib.data.pipeline import validation_pairs
-    from facelib.training.train import ValidationAUC, verification_auc
+    from facelib.training.training_callbacks import ValidationAUC, verification_auc
 
     cfg = card.config
     left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], cfg["seed"])

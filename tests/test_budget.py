@@ -16,7 +16,11 @@ import facelib.training.train as train_module
 from facelib.core import config, machine
 from facelib.core.errors import ConfigError
 from facelib.recognition.card import ModelCard
-from facelib.training.train import PLAN, PlannedCosineDecay, TrainConfig, read_plan, train, train_or_resume
+from facelib.training import assembly, budget, run_folder
+from facelib.training.assembly import PlannedCosineDecay
+from facelib.training.budget import PLAN, read_plan
+from facelib.training.train import train, train_or_resume
+from facelib.training.training_config import TrainConfig
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -128,7 +132,7 @@ def test_a_precision_the_cpu_only_emulates_is_refused_before_anything_is_written
     cpuinfo.write_text("model name\t: AMD EPYC 7B12\nflags\t\t: avx avx2 fma\n")
     real_read_cpu = machine.read_cpu
     monkeypatch.setattr(machine, "read_cpu", lambda path=cpuinfo: real_read_cpu(path))
-    monkeypatch.delenv(train_module.ALLOW_EMULATED_BFLOAT16, raising=False)
+    monkeypatch.delenv(machine.ALLOW_EMULATED_BFLOAT16, raising=False)
     monkeypatch.setattr(train_module, "gpu_present", lambda: False)
     with pytest.raises(ConfigError, match="no bfloat16 in hardware"):
         train(TrainConfig.preset("smoke", settings={"bfloat16": True}), "emulated-bf16", verbose=0)
@@ -204,7 +208,7 @@ def test_calibration_leaves_the_model_and_optimizer_as_they_were(monkeypatch):
 
     keras.utils.set_random_seed(0)
     model = build_embedding_model(32, 8, None, "l2")
-    model.compile(optimizer=train_module.make_optimizer(TrainConfig(optimizer="adamw"), 1e-3), loss="mse")
+    model.compile(optimizer=assembly.make_optimizer(TrainConfig(optimizer="adamw"), 1e-3), loss="mse")
     rng = np.random.default_rng(0)
     data = tf.data.Dataset.from_tensors(
         (rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"), np.zeros((4, 8), "float32"))
@@ -212,7 +216,7 @@ def test_calibration_leaves_the_model_and_optimizer_as_they_were(monkeypatch):
     model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)  # a state that is not the initial one
     weights = [w.copy() for w in model.get_weights()]
     state = [np.array(v.numpy()) for v in model.optimizer.variables]
-    speed = train_module.calibrate_speed(model, data, 4, tf.distribute.get_strategy())
+    speed = budget.calibrate_speed(model, data, 4, tf.distribute.get_strategy())
     assert speed > 0
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(state, model.optimizer.variables, strict=True))
@@ -228,8 +232,8 @@ def test_history_keeps_older_rows_aligned_when_columns_are_added(tmp_path):
 
     history = tmp_path / "history.csv"
     history.write_text("epoch,loss,peak_rss_mb,val_auc\n0,1.5,2000.0,0.61\n")
-    plan = train_module.Plan(2, 30, budget_minutes=1.0, images_per_second=50.0)
-    logger = train_module.HistoryCSV(history, plan, machine.read_cpu(), "float32")
+    plan = budget.Plan(2, 30, budget_minutes=1.0, images_per_second=50.0)
+    logger = run_folder.HistoryCSV(history, plan, machine.read_cpu(), "float32")
     logger.set_model(type("M", (), {"optimizer": Counter()})())
     Counter.iterations.assign(60)
     logger.on_epoch_end(1, {"loss": 1.25, "peak_rss_mb": 2100.0, "val_auc": 0.7, "images_per_second": 55.0})
@@ -239,5 +243,5 @@ def test_history_keeps_older_rows_aligned_when_columns_are_added(tmp_path):
     assert rows[0]["cpu"] == "" and rows[1]["cpu"] == machine.read_cpu().model
     assert rows[1]["steps_done"] == "60" and rows[1]["planned_steps"] == "60"
     assert history.read_text().startswith("epoch,")
-    summary = train_module.history_summary(history)
+    summary = run_folder.history_summary(history)
     assert summary["epochs"] == 2 and summary["images_per_second"] == 55.0

@@ -31,6 +31,7 @@ def test_a_card_written_before_the_schema_loads_and_saves_in_the_current_one(tmp
     assert again == {**old, "schema": SCHEMA}  # every key kept, nothing else changed
 
 
+@pytest.mark.tensorflow  # a real Keras model beside the old card
 def test_a_model_folder_from_before_the_schema_still_loads(tmp_path):
     from facelib.recognition.model import build_embedding_model, load_model_folder
 

@@ -535,7 +535,7 @@ def test_unknown_calibration_and_bad_rates_are_clear_errors(run, model, people):
     assert "--out goes with --images" in _error(run("preprocess", "--out", "x"))
 
 
-def test_calibrate_needs_two_people_with_two_pictures(run, model, people, tmp_path):
+def test_calibrate_refuses_a_folder_with_too_few_people_of_two_pictures(run, model, people, tmp_path):
     folder = tmp_path / "one-pair"
     shutil.copytree(people / "Colin_Powell", folder / "Colin_Powell")
     shutil.copytree(people / "Abba_Eban", folder / "Abba_Eban")

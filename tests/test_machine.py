@@ -13,8 +13,9 @@ import pytest
 
 from facelib.core import machine
 from facelib.core.errors import ConfigError
+from facelib.core.machine import ALLOW_EMULATED_BFLOAT16, resolve_precision
 from facelib.recognition.card import ModelCard
-from facelib.training.train import ALLOW_EMULATED_BFLOAT16, TrainConfig, resolve_precision
+from facelib.training.training_config import TrainConfig
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 

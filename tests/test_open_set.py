@@ -278,3 +278,24 @@ def test_without_strangers_only_rank1_is_measured():
     gallery = {"a": np.array([[1.0, 0.0]]), "b": np.array([[0.0, 1.0]])}
     figures = open_set_figures(gallery, [(np.array([0.9, 0.1]), "a"), (np.array([0.9, 0.1]), "b")], [])
     assert figures["rank1"] == 0.5 and figures["dir"] == {} and figures["curve"] == {}
+
+
+@pytest.mark.parametrize(
+    ("counts", "ready"),
+    [([2, 2], False), ([5, 1, 1], False), ([2, 2, 2], True), ([3, 2, 2, 1, 0], True)],
+)
+def test_enough_pictures_to_calibrate_is_three_people_with_two_pictures_each(counts, ready):
+    """The one rule of `facelib calibrate`, the dashboard and calibration_from_embeddings:
+    two people with two pictures each, which `calibrate` once accepted, are refused."""
+    from facelib.recognition.calibration import (
+        CalibrationReadiness,
+        TooFewToCalibrateError,
+        require_calibration_pictures,
+    )
+
+    assert CalibrationReadiness.of(counts).ready is ready
+    if ready:
+        assert require_calibration_pictures(counts).ready_people == sum(n >= 2 for n in counts)
+    else:
+        with pytest.raises(TooFewToCalibrateError, match="give at least 3 people with 2 pictures"):
+            require_calibration_pictures(counts)

@@ -34,3 +34,10 @@ def test_committed_notebooks_carry_no_outputs():
             if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])
         ]
         assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them before committing"
+
+
+def test_the_default_home_is_the_project_folder():
+    """data/ and models/ land beside pyproject.toml (and .gitignore), not in the package."""
+    from facelib.core import config
+
+    assert config.PROJECT_ROOT == ROOT and (config.PROJECT_ROOT / "pyproject.toml").is_file()

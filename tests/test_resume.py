@@ -19,7 +19,9 @@ import pytest
 from facelib.core import config
 from facelib.core.errors import ConfigError
 from facelib.recognition.model import load_model_folder
-from facelib.training.train import TrainConfig, is_finished, read_backup, train, train_or_resume
+from facelib.training.run_folder import is_finished, read_backup
+from facelib.training.train import train, train_or_resume
+from facelib.training.training_config import TrainConfig
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -40,6 +42,7 @@ def _child(mode: str, kill_at: str, run: str) -> None:
     and the optimizer state), and SIGKILL itself at `kill_at`."""
     import keras
 
+    import facelib.training.run_folder as run_folder
     import facelib.training.train as t
     import facelib.training.training_callbacks as training_callbacks
 
@@ -51,7 +54,7 @@ def _child(mode: str, kill_at: str, run: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     if kill_at == "first-backup":  # epoch 0 validated and logged, its backup not yet begun
-        t.EpochBackup.on_epoch_end = kill
+        run_folder.EpochBackup.on_epoch_end = kill
     elif kill_at == "validation-of-epoch-2":  # while embedding the validation pairs after epoch 1
         embed, calls = training_callbacks.embed_files, []
 

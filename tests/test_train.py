@@ -18,7 +18,9 @@ from facelib.data.pipeline import FaceSet, _seed, pk_indices, random_triplet_ind
 from facelib.data.preprocess import read_manifest
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
-from facelib.training.train import Backup, TrainConfig, keep_history, read_backup, train, train_or_resume
+from facelib.training.run_folder import Backup, keep_history, read_backup
+from facelib.training.train import train, train_or_resume
+from facelib.training.training_config import TrainConfig
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 

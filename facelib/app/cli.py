@@ -101,7 +101,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from facelib.training.train import TrainConfig, default_run_name, strategy, train, train_or_resume
+    from facelib.training.train import strategy, train, train_or_resume
+    from facelib.training.training_config import TrainConfig, default_run_name
 
     preset = args.preset or config.preset().name
     overrides = {

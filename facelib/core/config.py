@@ -17,7 +17,7 @@ from pathlib import Path
 
 from facelib.core.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # facelib/core/config.py → the project
 
 
 def home() -> Path:
@@ -87,7 +87,7 @@ CPU_DETECTOR = "yunet"
 # CosFace head beside batch-hard triplet loss with a hinge margin, P16 × K2, AdamW) in
 # the precision the CPU runs fastest (mixed bfloat16 where it is in hardware), for a
 # budget of minutes: the run times its own steps and fixes their number to fit
-# (train.Plan), on whatever CPU runs it. `cpu-v1` is that study's baseline (112 px
+# (training.budget.Plan), on whatever CPU runs it. `cpu-v1` is that study's baseline (112 px
 # float32, soft margin, Adam, fixed steps; TrainConfig's defaults): the screening rows
 # of bench/recipes.py start from it.
 CPU_TRAINING_MINUTES = 40

@@ -1,4 +1,4 @@
-"""Distance evaluation on the LFW protocols, with metrics from scikit-learn.
+"""Distance evaluation on the LFW protocols; the metrics themselves are in facelib.core.metrics.
 
     from facelib.evaluation.evaluate import evaluate_model
     report = evaluate_model("cpu-batch_hard-112")      # a run name or a folder; View 1 test + View 2

@@ -318,12 +318,12 @@ def split_people(card: ModelCard, people: str) -> list[str]:
 
 
 def calibration_curve(model, card: ModelCard):
-    """The model's impostor curve: the card's (`facelib evaluate` saves it), else
+    """The model's impostor curve: the card's (training or `facelib evaluate` saves it), else
     measured now on its validation people (the card is not changed). With where it
     came from, or (None, why not)."""
     if card.open_set:
         curve = ImpostorCurve.from_dict(card.open_set)
-        return curve, f"the card's (`facelib evaluate`): {curve.source}, {curve.pairs:,} pairs"
+        return curve, f"the card's: {curve.source}, {curve.pairs:,} pairs"
     try:
         curve = validation_curve(model, card)
     except FacelibError as exc:

@@ -47,6 +47,7 @@ class Calibration:
     curve: ImpostorCurve | None
     # How to make the missing curve, for the message of `open_set_curve`.
     remedy: str = field(default="run `facelib calibrate` again", compare=False)
+    tta: bool = False  # for flip-averaged embeddings (the threshold evaluate --tta set)
 
     def open_set_curve(self) -> ImpostorCurve:
         if self.curve is None:
@@ -77,10 +78,15 @@ class Calibration:
 # ------------------------------------------------------------ the card's own: lfw
 
 
+def card_remedy(folder: Path) -> str:
+    """How a model without the validation people's curve gets one."""
+    return f"run `facelib evaluate --model {folder}`, which measures it on the validation people"
+
+
 def card_calibration(card: ModelCard, folder: Path) -> Calibration:
     """The `lfw` calibration: the View 1 threshold of `facelib evaluate`, else the one
     training chose on its validation people; the validation people's impostor curve."""
-    remedy = f"run `facelib evaluate --model {folder}`, which measures it on the validation people"
+    remedy = card_remedy(folder)
     curve = ImpostorCurve.from_dict(card.open_set) if card.open_set else None
     if card.threshold is not None:
         return Calibration(CARD, float(card.threshold), "LFW View 1 (facelib evaluate)", curve, remedy)
@@ -100,7 +106,7 @@ def tta_calibration(card: ModelCard, folder: Path) -> Calibration:
         row = evaluation.get("metrics", {}).get("view1 +TTA")
         if row and row.get("threshold") is not None:
             remedy = "the open-set curves are made of plain embeddings: identify without tta"
-            return Calibration(CARD, float(row["threshold"]), TTA_SOURCE, None, remedy)
+            return Calibration(CARD, float(row["threshold"]), TTA_SOURCE, None, remedy, tta=True)
     raise FacelibError(
         f"{folder.name} has no threshold for flip test-time augmentation; run "
         f"`facelib evaluate --tta --model {folder}` (or give a threshold)"

@@ -6,8 +6,8 @@
 
 `card.json` sits beside model.keras. Training writes it (`save`); `facelib evaluate`
 changes it (`update`), and nothing else does: verify, identify and the dashboard only
-read it. `update` holds a lock file while it re-reads and writes, so two evaluations
-at once never lose each other's change.
+read it. `update` holds a lock file (.card.json.lock, left in the folder) while it
+re-reads and writes, so two evaluations at once never lose each other's change.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _upgrade(data: dict, path: Path) -> dict:
     """A stored card in the current schema. Schema 1 (cards before the schema number)
     had the same keys; each key added since takes its default in `from_dict`."""
     schema = data.get("schema", 1)
-    if not isinstance(schema, int) or schema > SCHEMA:
+    if type(schema) is not int or not 1 <= schema <= SCHEMA:
         raise ModelError(
             f"{path} was written by a newer facelib (card schema {schema!r}; this one reads up to "
             f"{SCHEMA}): update facelib to use this model"
@@ -138,10 +138,13 @@ class ModelCard:
     def update(cls, folder: Path | str, change: Callable[[ModelCard], Any]) -> ModelCard:
         """Re-read the card under a lock, apply `change` to it, write it back: a change
         made meanwhile by another process is kept, not overwritten by a stale copy."""
-        with _locked(Path(folder)):
-            card = cls.load(folder)
-            change(card)
-            card.save(folder)
+        try:
+            with _locked(Path(folder)):
+                card = cls.load(folder)
+                change(card)
+                card.save(folder)
+        except PermissionError as exc:
+            raise ModelError(f"{folder} is read-only: cannot change its card ({exc})") from exc
         return card
 
 

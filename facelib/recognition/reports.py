@@ -32,6 +32,7 @@ from facelib.recognition.calibration import (
     require_calibration_pictures,
     save_calibration,
 )
+from facelib.recognition.card import CARD_FILE
 from facelib.recognition.gallery import Gallery, model_id
 from facelib.recognition.identification import Decision, OpenSetRule, UnmeasurableRate, open_set_figures
 
@@ -101,7 +102,7 @@ def evaluate_folder(verifier, people: folders.PeopleFolder, pairs_file: str | Pa
     distances = index.distances(embedded.embeddings)
     return FolderEvaluation(
         model=verifier.folder.name,
-        card=verifier.folder / "card.json",
+        card=verifier.folder / CARD_FILE,
         root=people.root,
         people=len(set(embedded.labels)),
         pictures=len(embedded.labels),

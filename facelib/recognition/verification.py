@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facelib.core import machine
 from facelib.core.decision import embedding_distance, same_person
 from facelib.core.errors import FacelibError, NoFaceError
 from facelib.data.crop import CropSettings, crop_picture
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
 from facelib.data.quality import face_conditions, light_corrected
-from facelib.recognition.calibration import CARD, TTA_SOURCE, Calibration, resolve_calibration
-from facelib.recognition.identification import DEFAULT_FPIR, OpenSetRule
+from facelib.recognition.calibration import CARD, Calibration, card_remedy, resolve_calibration
+from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
 
 
 @dataclass
@@ -105,8 +106,6 @@ class FaceVerifier:
         correct_light: bool = True,
         tta: bool = False,
     ):
-        from facelib.core import machine
-
         # Before facelib.recognition.model, which imports Keras and so TensorFlow: verify's math,
         # unless a role was named on purpose.
         machine.configure_math("verify", explicit=False)
@@ -131,7 +130,11 @@ class FaceVerifier:
         except FacelibError:
             if threshold is None or calibration not in (None, CARD):
                 raise
-            self.calibration = Calibration(CARD, float(threshold), "given", None)  # a card without one
+            # A card without a threshold of its own: the given one, beside the card's curve.
+            curve = None if tta or not self.card.open_set else ImpostorCurve.from_dict(self.card.open_set)
+            self.calibration = Calibration(
+                CARD, float(threshold), "given", curve, card_remedy(self.folder), tta
+            )
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "given"
         if no_face not in ("error", "whole"):
@@ -173,7 +176,7 @@ class FaceVerifier:
     def use_calibration(self, calibration: Calibration) -> None:
         """Switch to `calibration` without loading the model again: its threshold for
         verify, its impostor curve for identification."""
-        if self.tta and calibration.threshold_source != TTA_SOURCE:
+        if self.tta and not calibration.tta:
             raise FacelibError(
                 f"calibration {calibration.name!r} was made of plain embeddings: it does not fit "
                 "flip test-time augmentation (tta)"

@@ -148,25 +148,6 @@ class TripletLoss(_WholeBatchLoss):
         return {**super().get_config(), "mining": self.mining, "margin": self.margin, "soft": self.soft}
 
 
-class _SavedAs:
-    """Reads a triplet loss saved under its older class name, one class per mining mode
-    (the compile config of early model.keras files)."""
-
-    def __init__(self, mining: str):
-        self.mining = mining
-
-    def from_config(self, config: dict) -> TripletLoss:
-        return TripletLoss(self.mining, **config)
-
-
-for _mining, _class_name in [
-    ("batch_hard", "BatchHardTripletLoss"),
-    ("batch_semihard", "BatchSemiHardTripletLoss"),
-    ("random", "RandomTripletLoss"),
-]:
-    keras.saving.get_custom_objects()[f"facelib>{_class_name}"] = _SavedAs(_mining)
-
-
 # ------------------------------------------------------------- margin-softmax head
 
 

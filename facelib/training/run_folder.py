@@ -94,7 +94,7 @@ def check_finished_settings(folder: Path, run_name: str, cfg: TrainConfig, auto_
     """A finished run is taken as this one only if it was trained with these settings."""
     saved = saved_config(folder)
     if saved is None:  # config.json lost: the card holds the same settings
-        saved = ModelCard.load(folder).config
+        saved = ModelCard.load(folder).config or None
     differences = config_differences(saved, cfg, auto_precision()) if saved is not None else []
     if differences:
         raise RunFolderError(

@@ -33,7 +33,8 @@ import tensorflow as tf
 from facelib.core import config, machine
 from facelib.core.errors import FacelibError
 from facelib.core.files import write_json_atomic
-from facelib.core.machine import ALLOW_EMULATED_BFLOAT16, resolve_precision
+from facelib.core.machine import resolve_precision
+from facelib.data.crop import CropSettings
 from facelib.data.pipeline import FaceSet, training_dataset, training_split, validation_pairs
 from facelib.recognition.calibration import impostor_curve
 from facelib.recognition.card import ModelCard
@@ -43,23 +44,17 @@ from facelib.training.assembly import (
     PlannedCosineDecay,
     assemble,
     in_float32,
-    learning_rate,
-    make_optimizer,
     restore,
     with_targets,
 )
 from facelib.training.budget import (
     CALIBRATION_STEPS,
-    CALIBRATION_WARMUP_STEPS,
     PLAN,
     Plan,
-    StepTimer,
     calibrate_speed,
     plan_from_speed,
-    read_plan,
 )
 from facelib.training.distribution import (
-    WorkerBackup,
     check_replicas,
     describe,
     fit_across_workers,
@@ -69,80 +64,23 @@ from facelib.training.distribution import (
     strategy,
 )
 from facelib.training.run_folder import (
-    Backup,
-    EpochBackup,
-    HistoryCSV,
     RunFolder,
     check_finished_settings,
     history_summary,
     is_finished,
-    keep_history,
     open_run,
-    read_backup,
     remove_backup,
 )
 from facelib.training.training_callbacks import (
-    EpochTimer,
-    PeakMemory,
     ValidationAUC,
-    peak_rss_mb,
     training_callbacks,
-    verification_auc,
 )
 from facelib.training.training_config import (
-    LEGACY_PRECISION,
-    PRECISIONS,
     TrainConfig,
-    config_differences,
-    default_run_name,
-    upgrade_settings,
 )
 
 # The names that notebooks, bench/, the CLI and tests take from facelib.training.train; the
 # pieces live in run_folder, budget, distribution, assembly and training_callbacks.
-__all__ = [
-    "ALLOW_EMULATED_BFLOAT16",
-    "CALIBRATION_STEPS",
-    "CALIBRATION_WARMUP_STEPS",
-    "KERAS_POLICIES",
-    "LEGACY_PRECISION",
-    "PLAN",
-    "PRECISIONS",
-    "Backup",
-    "EpochBackup",
-    "EpochTimer",
-    "HistoryCSV",
-    "PeakMemory",
-    "Plan",
-    "PlannedCosineDecay",
-    "StepTimer",
-    "TrainConfig",
-    "ValidationAUC",
-    "WorkerBackup",
-    "auto_precision",
-    "calibrate_speed",
-    "config_differences",
-    "default_run_name",
-    "gpu_present",
-    "history_summary",
-    "is_finished",
-    "keep_history",
-    "learning_rate",
-    "make_optimizer",
-    "peak_rss_mb",
-    "plan_from_speed",
-    "read_backup",
-    "read_plan",
-    "remove_backup",
-    "resolve_precision",
-    "several_workers",
-    "stored_crop_settings",
-    "strategy",
-    "train",
-    "train_or_resume",
-    "upgrade_settings",
-    "verification_auc",
-]
 
 # ----------------------------------------------------------------------- precision
 
@@ -423,8 +361,6 @@ def _git_commit() -> str | None:
 def stored_crop_settings(crops_root: Path) -> dict:
     """The crop folder's settings with every field filled in (older folders lack the
     newer ones), so the card states the whole policy the verifier must repeat."""
-    from facelib.data.crop import CropSettings
-
     stored = json.loads((crops_root / "settings.json").read_text())
     return {**stored, **asdict(CropSettings.from_dict(stored))}
 
