@@ -124,19 +124,43 @@ def row(name: str, folder: Path) -> str:
     median_speed = sorted(speed)[len(speed) // 2] if speed else float("nan")
     return (
         f"| `{name}` | {parent or ''} | {change} | {len(epochs)}{'' if (folder / 'model.keras').is_file() else ' (running)'} | "
-        f"{median_speed:.1f} | {auc[-1]:.3f} | " + " | ".join(suite) + f" | {found} | {test} |"
+        f"{median_speed:.1f} | {auc[-1]:.3f} | " + " | ".join(suite) + f" | {found} | {test} | "
+        f"{epochs[-1].get('cpu') or '?'} |"
     )
+
+
+def kept_rows(columns: int) -> dict[str, str]:
+    """The rows the table holds now, by recipe: a model trained on another machine (or
+    session) keeps its row. Rows written before the CPU column get the machine their
+    table named."""
+    text = DOC.read_text()
+    if BEGIN not in text:
+        return {}
+    section = text[text.index(BEGIN) : text.index(END)]
+    named = next((line for line in section.splitlines() if line.startswith("Machine")), "")
+    cpu = named.split(": ", 1)[1].split(" (")[0] if ": " in named else "?"
+    kept = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            if line.count("|") - 1 < columns:
+                line = f"{line} {cpu} |"
+            kept[line.split("`")[1]] = line
+    return kept
 
 
 def table(models: Path) -> str:
     head = (
         "| recipe | parent | change | epochs | images/s | val AUC | suite AUC | "
         + " | ".join(ROWS)
-        + " | faces found, lit | View 1 test (finalists only) |"
+        + " | faces found, lit | View 1 test (finalists only) | CPU |"
     )
-    lines = [head, "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---"]) + " |"]
+    lines = [
+        head,
+        "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---", "---"]) + " |",
+    ]
+    earlier = kept_rows(head.count("|") - 1)
     for name in RECIPES:
-        line = row(name, models / f"robust-{name}")
+        line = row(name, models / f"robust-{name}") or earlier.get(name, "")
         if line:
             lines.append(line)
     commands = "\n".join(f"    {' '.join(command(n))}" for n in RECIPES if n != "cpu")
@@ -148,7 +172,10 @@ def table(models: Path) -> str:
         "nine degradations of `facelib evaluate --robustness` (same people; each column one "
         "degradation); *faces found, lit*: how often the model's crop policy found a face under the "
         "lighting row. images/s: the median epoch after the first, as loaded as the machine was.\n\n"
-        f"Machine: {machine()}\n\n" + "\n".join(lines) + "\n\nCommands (each row; then "
+        f"Machine of this run: {machine()}. Each row names the CPU it trained on; a row whose "
+        "model is not under models/ here is kept as an earlier run wrote it.\n\n"
+        + "\n".join(lines)
+        + "\n\nCommands (each row; then "
         "`facelib evaluate --robustness --model robust-NAME`):\n\n" + commands + f"\n{END}\n"
     )
 
