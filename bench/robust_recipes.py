@@ -159,11 +159,13 @@ def table(models: Path) -> str:
         "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---", "---"]) + " |",
     ]
     earlier = kept_rows(head.count("|") - 1)
+    shown = []
     for name in RECIPES:
         line = row(name, models / f"robust-{name}") or earlier.get(name, "")
         if line:
             lines.append(line)
-    commands = "\n".join(f"    {' '.join(command(n))}" for n in RECIPES if n != "cpu")
+            shown.append(name)
+    commands = "\n".join(f"    {' '.join(command(n))}" for n in shown if n != "cpu")
     return (
         f"{BEGIN}\n"
         "Written by `python bench/robust_recipes.py table` from `models/robust-*/` "
