@@ -12,7 +12,7 @@ from facelib.recognition.verification import FaceVerifier
 from .helpers import MODEL, FakeVerifier
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one model load for the whole folder, as when it was one file
 def verifier(smoke_model):
     return FaceVerifier(smoke_model, no_face="error")
 
