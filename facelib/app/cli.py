@@ -56,6 +56,7 @@ from facelib.recognition.calibration import (
 from facelib.recognition.card import ModelCard
 from facelib.recognition.gallery import Gallery, model_id
 from facelib.recognition.identification import DEFAULT_FPIR, TEMPLATE_MODES
+from facelib.training.training_config import FREEZE_POINTS
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -130,6 +131,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.minutes is not None or settings.get("minutes") is not None:
             raise FacelibError("give --minutes or --steps, not both: a budget fixes the steps itself")
         settings.setdefault("minutes", None)
+    if args.images:
+        overrides["images"] = tuple(str(Path(folder).expanduser().resolve()) for folder in args.images)
+        overrides["lfw_people"] = args.with_lfw
+    elif args.with_lfw:
+        raise FacelibError("--with-lfw goes with --images (LFW's people are the default data)")
+    overrides["freeze_until"] = args.freeze_until
+    if args.init_from:
+        if args.weights:
+            raise FacelibError("give --init-from or --weights, not both")
+        overrides.update(fine_tune_overrides(args, preset, overrides, settings))
     cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
@@ -143,6 +154,23 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"validation AUC {history['final_val_auc']:.4f} (best {history['best_val_auc']:.4f} "
         f"at epoch {history['best_epoch']}), peak memory {history['peak_rss_mb']:,.0f} MB"
     )
+
+
+def fine_tune_overrides(args: argparse.Namespace, preset: str, overrides: dict, settings: dict) -> dict:
+    """--init-from: the model's folder as the weights, and the fine-tune's short schedule
+    and the model's shape wherever no flag or --set says otherwise."""
+    from facelib.recognition.model import resolve_model_folder  # Keras
+    from facelib.training.training_config import TrainConfig, fine_tune_settings
+
+    folder = resolve_model_folder(args.init_from)
+    card = ModelCard.load(folder)
+    base = TrainConfig.preset(preset, settings=settings, **overrides)
+    defaults = fine_tune_settings(base, card.to_dict())
+    given = {k for k, v in overrides.items() if v is not None} | set(settings)
+    if "steps_per_epoch" in given:
+        defaults.pop("minutes", None)  # fixed steps asked for: no budget
+    chosen = {k: v for k, v in defaults.items() if k not in given}
+    return {**chosen, "weights": str(folder.resolve())}
 
 
 def evaluate_robustness(args: argparse.Namespace) -> None:
@@ -524,6 +552,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--embedding-dim", type=int)
     tr.add_argument("--head", choices=list(config.HEADS), help="relu: the seed's unnormalised embedding")
     tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')
+    tr.add_argument(
+        "--images",
+        action="append",
+        metavar="FOLDER",
+        help="train on your own folder of people (FOLDER/<Person>/*.jpg, as preprocess --images reads); "
+        "repeat for several folders. Alone, unless --with-lfw. Each folder holds out its own "
+        "validation people; crops are made with the model's crop policy and cached under "
+        "data/processed/images-<FOLDER>-<detector>-<size>/",
+    )
+    tr.add_argument(
+        "--with-lfw",
+        action="store_true",
+        help="with --images: train on LFW's View 1 training people as well",
+    )
+    tr.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune a trained model (a run name or model folder): the same embedding network, a new "
+        "CosFace head for the new people, and a short schedule (a tenth of the learning rate, a third "
+        "of the epochs, a quarter of the budget); its input size and crop policy are kept",
+    )
+    tr.add_argument(
+        "--freeze-until",
+        choices=list(FREEZE_POINTS),
+        help="with --init-from: keep the backbone's stages up to this one as they are (stage3: the "
+        "stem, stage2 and stage3)",
+    )
     tr.add_argument("--seed", type=int)
     tr.add_argument("--crops", help="crop folder under data/processed/")
     tr.add_argument(
