@@ -183,6 +183,7 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
             ("--recalibrate", args.recalibrate),
             ("--images", args.images),
             ("--pairs", args.pairs),
+            ("--held-out-of", args.held_out_of),
             ("--calibration", args.calibration),
         ]
         if given
@@ -219,8 +220,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise FacelibError(f"{', '.join(lfw_only)}: LFW evaluation only, not with --images")
         evaluate_folder(args)
         return
-    if args.pairs or args.calibration:
-        raise FacelibError("--pairs and --calibration go with --images FOLDER")
+    if args.pairs or args.calibration or args.held_out_of:
+        raise FacelibError("--pairs, --calibration and --held-out-of go with --images FOLDER")
     folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
         card = ModelCard.load(folder)
@@ -252,6 +253,8 @@ def evaluate_folder(args: argparse.Namespace) -> None:
     people = folders.list_people(args.images)
     for message in people.warnings:
         warn(message)
+    if args.held_out_of:
+        people = held_out_people(people, args.held_out_of)
     report = reports.evaluate_folder(make_verifier(args), people, args.pairs)
     for message in report.warnings:
         warn(message)
@@ -276,6 +279,27 @@ def evaluate_folder(args: argparse.Namespace) -> None:
     )
     print_folder_identification(report.identification)
     print(f"the model card is unchanged ({report.card})")
+
+
+def held_out_people(people: folders.PeopleFolder, run: str) -> folders.PeopleFolder:
+    """The people of the folder that the run held out for validation (never trained on),
+    as its card lists them for this folder."""
+    from facelib.recognition.model import resolve_model_folder  # Keras
+
+    card = ModelCard.load(resolve_model_folder(run))
+    root = str(Path(people.root).resolve())
+    for source in card.data_sources:
+        if source.get("kind") == "folder" and source.get("root") == root:
+            names = [n for n in source.get("validation_people", []) if n in people.people]
+            if len(names) < 2:
+                raise FacelibError(f"fewer than two of {card.name}'s held-out people of {root} are in it")
+            print(f"the {len(names)} people {card.name} held out of {root} (never trained on)")
+            return folders.PeopleFolder(people.root, {n: people.people[n] for n in names}, people.warnings)
+    trained_on = [s.get("root") for s in card.data_sources if s.get("kind") == "folder"]
+    raise FacelibError(
+        f"{card.name} was not trained on {root}"
+        + (f" (its folders: {', '.join(trained_on)})" if trained_on else " (it was trained on no folder)")
+    )
 
 
 def print_folder_identification(figures: reports.FolderIdentification | None) -> None:
@@ -635,6 +659,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pairs and as many different-person ones)",
     )
     ev.add_argument("--calibration", metavar="NAME", help="with --images: " + CALIBRATION_HELP)
+    ev.add_argument(
+        "--held-out-of",
+        metavar="RUN",
+        help="with --images: score only the people that RUN (trained or fine-tuned on FOLDER with "
+        "train --images) held out for validation: the figure that says how it does on new people "
+        "of your own; give the same RUN to compare a model before and after fine-tuning",
+    )
     ev.set_defaults(run=cmd_evaluate)
 
     ve = verbs.add_parser("verify", help="are two pictures the same person?")

@@ -382,6 +382,7 @@ def folder_source(
 def merge(sets: list[FaceSet]) -> FaceSet:
     """One FaceSet of several (their identities must differ): linear in the pictures."""
     from facelib.data.pipeline import FaceSet
+
     identities = [n for s in sets for n in s.identities]
     if len(set(identities)) != len(identities):
         raise FacelibError("two sources name the same person; they are told apart by their folder's name")
@@ -449,4 +450,6 @@ if __name__ == "__main__":  # python -m facelib.data.sources OUT [FOLDERS]
 
     made = make_lfw_standin(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     for folder in made:
-        print(f"{folder}: {sum(1 for _ in folder.glob('*/*.jpg')):,} pictures of {sum(1 for _ in folder.iterdir()):,} people")
+        print(
+            f"{folder}: {sum(1 for _ in folder.glob('*/*.jpg')):,} pictures of {sum(1 for _ in folder.iterdir()):,} people"
+        )
