@@ -6,9 +6,10 @@
     facelib preprocess --images FOLDER [--out DIR] [--detector yunet|haar] [--size 160] ...
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
+                  [--images FOLDER ... [--with-lfw]] [--init-from MODEL [--freeze-until stage3]]
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
     facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...] [--tta]
-    facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
+    facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME] [--held-out-of RUN]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
     facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]

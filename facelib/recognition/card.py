@@ -115,6 +115,10 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "extra"}
+        # Written only when set: a card of a model trained on LFW alone reads as before.
+        for key in ("data_sources", "parent_model"):
+            if not data[key]:
+                del data[key]
         return {"format": CARD_FORMAT, "schema": SCHEMA, **self.extra, **data}
 
     @classmethod
