@@ -6,9 +6,10 @@
     facelib preprocess --images FOLDER [--out DIR] [--detector yunet|haar] [--size 160] ...
     facelib train [--preset smoke|cpu|cpu-v1|gpu] [--name RUN] [--resume] [--minutes M | --steps N] [--epochs N]
                   [--p P] [--k K] [--lr X] [--margin X] [--mining random|batch_hard|batch_semihard] [--set KEY=VALUE] ...
+                  [--images FOLDER ... [--with-lfw]] [--init-from MODEL [--freeze-until stage3]]
     facelib evaluate [--model RUN|DIR] [--tta] [--view2|--no-view2] [--if-needed | --recalibrate]
     facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...] [--tta]
-    facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
+    facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME] [--held-out-of RUN]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
     facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]
@@ -56,6 +57,7 @@ from facelib.recognition.calibration import (
 from facelib.recognition.card import ModelCard
 from facelib.recognition.gallery import Gallery, model_id
 from facelib.recognition.identification import DEFAULT_FPIR, TEMPLATE_MODES
+from facelib.training.training_config import FREEZE_POINTS
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
@@ -130,6 +132,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.minutes is not None or settings.get("minutes") is not None:
             raise FacelibError("give --minutes or --steps, not both: a budget fixes the steps itself")
         settings.setdefault("minutes", None)
+    if args.images:
+        overrides["images"] = tuple(str(Path(folder).expanduser().resolve()) for folder in args.images)
+        overrides["lfw_people"] = args.with_lfw
+    elif args.with_lfw:
+        raise FacelibError("--with-lfw goes with --images (LFW's people are the default data)")
+    overrides["freeze_until"] = args.freeze_until
+    if args.init_from:
+        if args.weights:
+            raise FacelibError("give --init-from or --weights, not both")
+        overrides.update(fine_tune_overrides(args, preset, overrides, settings))
     cfg = TrainConfig.preset(preset, settings=settings, **overrides)
     name = args.name or default_run_name(cfg, preset)
     folder = train_or_resume(cfg, name) if args.resume else train(cfg, name)
@@ -145,6 +157,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def fine_tune_overrides(args: argparse.Namespace, preset: str, overrides: dict, settings: dict) -> dict:
+    """--init-from: the model's folder as the weights, and the fine-tune's short schedule
+    and the model's shape wherever no flag or --set says otherwise."""
+    from facelib.recognition.model import resolve_model_folder  # Keras
+    from facelib.training.training_config import TrainConfig, fine_tune_settings
+
+    folder = resolve_model_folder(args.init_from)
+    card = ModelCard.load(folder)
+    base = TrainConfig.preset(preset, settings=settings, **overrides)
+    defaults = fine_tune_settings(base, card.to_dict())
+    given = {k for k, v in overrides.items() if v is not None} | set(settings)
+    if "steps_per_epoch" in given:
+        defaults.pop("minutes", None)  # fixed steps asked for: no budget
+    chosen = {k: v for k, v in defaults.items() if k not in given}
+    return {**chosen, "weights": str(folder.resolve())}
+
+
 def evaluate_robustness(args: argparse.Namespace) -> None:
     """The robustness suite on validation pairs: no test pair is scored."""
     others = [
@@ -155,6 +184,7 @@ def evaluate_robustness(args: argparse.Namespace) -> None:
             ("--recalibrate", args.recalibrate),
             ("--images", args.images),
             ("--pairs", args.pairs),
+            ("--held-out-of", args.held_out_of),
             ("--calibration", args.calibration),
         ]
         if given
@@ -191,8 +221,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             raise FacelibError(f"{', '.join(lfw_only)}: LFW evaluation only, not with --images")
         evaluate_folder(args)
         return
-    if args.pairs or args.calibration:
-        raise FacelibError("--pairs and --calibration go with --images FOLDER")
+    if args.pairs or args.calibration or args.held_out_of:
+        raise FacelibError("--pairs, --calibration and --held-out-of go with --images FOLDER")
     folder = resolve_model_folder(args.model) if args.model else newest_model_folder()
     if args.if_needed:
         card = ModelCard.load(folder)
@@ -224,6 +254,8 @@ def evaluate_folder(args: argparse.Namespace) -> None:
     people = folders.list_people(args.images)
     for message in people.warnings:
         warn(message)
+    if args.held_out_of:
+        people = held_out_people(people, args.held_out_of)
     report = reports.evaluate_folder(make_verifier(args), people, args.pairs)
     for message in report.warnings:
         warn(message)
@@ -248,6 +280,27 @@ def evaluate_folder(args: argparse.Namespace) -> None:
     )
     print_folder_identification(report.identification)
     print(f"the model card is unchanged ({report.card})")
+
+
+def held_out_people(people: folders.PeopleFolder, run: str) -> folders.PeopleFolder:
+    """The people of the folder that the run held out for validation (never trained on),
+    as its card lists them for this folder."""
+    from facelib.recognition.model import resolve_model_folder  # Keras
+
+    card = ModelCard.load(resolve_model_folder(run))
+    root = str(Path(people.root).resolve())
+    for source in card.data_sources:
+        if source.get("kind") == "folder" and source.get("root") == root:
+            names = [n for n in source.get("validation_people", []) if n in people.people]
+            if len(names) < 2:
+                raise FacelibError(f"fewer than two of {card.name}'s held-out people of {root} are in it")
+            print(f"the {len(names)} people {card.name} held out of {root} (never trained on)")
+            return folders.PeopleFolder(people.root, {n: people.people[n] for n in names}, people.warnings)
+    trained_on = [s.get("root") for s in card.data_sources if s.get("kind") == "folder"]
+    raise FacelibError(
+        f"{card.name} was not trained on {root}"
+        + (f" (its folders: {', '.join(trained_on)})" if trained_on else " (it was trained on no folder)")
+    )
 
 
 def print_folder_identification(figures: reports.FolderIdentification | None) -> None:
@@ -524,6 +577,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--embedding-dim", type=int)
     tr.add_argument("--head", choices=list(config.HEADS), help="relu: the seed's unnormalised embedding")
     tr.add_argument("--weights", help='"imagenet" (needs internet) or a facelib model folder')
+    tr.add_argument(
+        "--images",
+        action="append",
+        metavar="FOLDER",
+        help="train on your own folder of people (FOLDER/<Person>/*.jpg, as preprocess --images reads); "
+        "repeat for several folders. Alone, unless --with-lfw. Each folder holds out its own "
+        "validation people; crops are made with the model's crop policy and cached under "
+        "data/processed/images-<FOLDER>-<detector>-<size>/",
+    )
+    tr.add_argument(
+        "--with-lfw",
+        action="store_true",
+        help="with --images: train on LFW's View 1 training people as well",
+    )
+    tr.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune a trained model (a run name or model folder): the same embedding network, a new "
+        "CosFace head for the new people, and a short schedule (a tenth of the learning rate, a third "
+        "of the epochs, a quarter of the budget); its input size and crop policy are kept",
+    )
+    tr.add_argument(
+        "--freeze-until",
+        choices=list(FREEZE_POINTS),
+        help="with --init-from: keep the backbone's stages up to this one as they are (stage3: the "
+        "stem, stage2 and stage3)",
+    )
     tr.add_argument("--seed", type=int)
     tr.add_argument("--crops", help="crop folder under data/processed/")
     tr.add_argument(
@@ -580,6 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pairs and as many different-person ones)",
     )
     ev.add_argument("--calibration", metavar="NAME", help="with --images: " + CALIBRATION_HELP)
+    ev.add_argument(
+        "--held-out-of",
+        metavar="RUN",
+        help="with --images: score only the people that RUN (trained or fine-tuned on FOLDER with "
+        "train --images) held out for validation: the figure that says how it does on new people "
+        "of your own; give the same RUN to compare a model before and after fine-tuning",
+    )
     ev.set_defaults(run=cmd_evaluate)
 
     ve = verbs.add_parser("verify", help="are two pictures the same person?")

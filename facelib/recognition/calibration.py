@@ -137,18 +137,26 @@ def validation_curve(model, card: ModelCard) -> ImpostorCurve:
 
 def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) -> ImpostorCurve:
     """The impostor curve of `people`'s crops in `crops_root`, embedded by `model`."""
-    from facelib.data.pipeline import FaceSet, embed_files  # TensorFlow
+    from facelib.data.pipeline import FaceSet  # TensorFlow
 
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
+    return faces_curve(model, faces, input_size, Path(crops_root).name)
+
+
+def faces_curve(model, faces, input_size: int, where: str) -> ImpostorCurve:
+    """The impostor curve of a FaceSet's people (crops from any folders, e.g. the
+    validation people of several training sources)."""
+    from facelib.data.pipeline import embed_files  # TensorFlow
+
     if len(faces.identities) < 2:
         raise FacelibError(
-            f"cannot calibrate identification: fewer than two validation people have crops in {crops_root}"
+            f"cannot calibrate identification: fewer than two validation people have crops in {where}"
         )
     embeddings = embed_files(model, faces.paths, input_size)
     labels = np.repeat(np.arange(len(faces.counts)), faces.counts)
     source = (
         f"validation people of the training side: {len(faces.identities)} people, "
-        f"{faces.images} pictures ({Path(crops_root).name})"
+        f"{faces.images} pictures ({where})"
     )
     return ImpostorCurve.from_embeddings(embeddings, labels, source)
 

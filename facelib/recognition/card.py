@@ -59,6 +59,11 @@ class ModelCard:
     training_images: int | None = None
     created: str | None = None
     data_manifest_sha256: str | None = None
+    # What it was trained on, a record per source (LFW's training people, each folder of
+    # people): kind, root, picture and people counts, the manifest's sha256, skips, the
+    # validation people held out; and the model a fine-tune started from.
+    data_sources: list[dict] = field(default_factory=list)
+    parent_model: dict | None = None
     git_commit: str | None = None
     history: dict | None = None
     train_seconds_last_session: float | None = None
@@ -92,6 +97,16 @@ class ModelCard:
         return self.config.get("crops")
 
     @property
+    def folder_people(self) -> set[str]:
+        """The people of the folders it trained on (or held out from them), by folder name."""
+        return {
+            name
+            for source in self.data_sources
+            if source.get("kind") == "folder"
+            for name in (*source.get("training_people", ()), *source.get("validation_people", ()))
+        }
+
+    @property
     def seen_identities(self) -> set[str]:
         """Everyone the model trained or chose its threshold on."""
         return set(self.training_identities) | set(self.validation_identities)
@@ -100,6 +115,10 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k != "extra"}
+        # Written only when set: a card of a model trained on LFW alone reads as before.
+        for key in ("data_sources", "parent_model"):
+            if not data[key]:
+                del data[key]
         return {"format": CARD_FORMAT, "schema": SCHEMA, **self.extra, **data}
 
     @classmethod

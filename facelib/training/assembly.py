@@ -12,6 +12,7 @@ import tensorflow as tf
 from facelib.recognition.model import build_embedding_model, build_training_model
 from facelib.training.losses import CosFaceLoss, make_loss
 from facelib.training.training_config import TrainConfig
+from facelib.training.training_data import frozen_prefixes
 
 
 def make_optimizer(cfg: TrainConfig, schedule) -> keras.optimizers.Optimizer:
@@ -73,6 +74,7 @@ def assemble(cfg: TrainConfig, identities: int, total_steps: int, dist: tf.distr
     `total_steps`; a budget not yet planned sets it after calibration."""
     with dist.scope():
         embedding_model = build_embedding_model(cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head)
+        freeze(embedding_model, cfg.freeze_until)
         triplet = make_loss(cfg.mining, cfg.margin, cfg.soft_margin)
         if cfg.classifier == "none":
             model, loss, weights = embedding_model, triplet, None
@@ -83,6 +85,21 @@ def assemble(cfg: TrainConfig, identities: int, total_steps: int, dist: tf.distr
         schedule = learning_rate(cfg, total_steps)
         model.compile(optimizer=make_optimizer(cfg, schedule), loss=loss, loss_weights=weights)
     return Assembled(embedding_model, model, schedule)
+
+
+def freeze(embedding_model: keras.Model, freeze_until: str | None) -> int:
+    """Freeze the backbone's layers up to and including stage `freeze_until` (before
+    compiling: the train step takes the trainable variables then); returns how many.
+    A frozen BatchNormalization layer also keeps its statistics (inference mode), so
+    the early stages stay exactly the model's that is fine-tuned."""
+    prefixes = frozen_prefixes(freeze_until)
+    if not prefixes:
+        return 0
+    backbone = embedding_model.get_layer("resnet50")
+    frozen = [layer for layer in backbone.layers if layer.name.startswith(prefixes)]
+    for layer in frozen:
+        layer.trainable = False
+    return len(frozen)
 
 
 def with_targets(stream: tf.data.Dataset, cfg: TrainConfig) -> tf.data.Dataset:

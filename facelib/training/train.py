@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -34,9 +33,9 @@ from facelib.core import config, machine
 from facelib.core.errors import FacelibError
 from facelib.core.files import write_json_atomic
 from facelib.core.machine import resolve_precision
-from facelib.data.crop import CropSettings
-from facelib.data.pipeline import FaceSet, training_dataset, training_split, validation_pairs
-from facelib.recognition.calibration import impostor_curve
+from facelib.data.pipeline import training_dataset
+from facelib.data.sources import bare_name
+from facelib.recognition.calibration import faces_curve
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import save_model_folder
 from facelib.training.assembly import (
@@ -77,6 +76,14 @@ from facelib.training.training_callbacks import (
 )
 from facelib.training.training_config import (
     TrainConfig,
+)
+from facelib.training.training_data import (
+    Faces,
+    crop_policy,
+    crop_record,
+    gather,
+    parent_card,
+    parent_record,
 )
 
 # The names that notebooks, bench/, the CLI and tests take from facelib.training.train; the
@@ -146,12 +153,15 @@ def _train(
     check_replicas(cfg, dist.num_replicas_in_sync, own_data=data is not None)
     run = open_run(run_name, cfg, resume, dist.extended.should_checkpoint, auto_precision)
     # Refused before anything is written: missing crops, a precision this CPU only emulates.
-    crops_root = _crops_root(cfg)
+    crops_root = _crops_root(cfg) if cfg.lfw_people else None
+    parent = parent_card(cfg)  # a fine-tune's model, refused if it does not fit
     cpu = machine.read_cpu()
     precision, why = resolve_precision(cfg.precision, cpu, gpu_present())
     plan = run.begin(cfg)
 
-    faces = _Faces.split(cfg, crops_root)
+    faces = gather(cfg, crops_root, run.path, run.chief, resumed=run.found is not None)
+    for message in faces.warnings:
+        print(f"warning: {message}")
     # Set every time: the policy is global, and an earlier run in this process may have changed it.
     keras.mixed_precision.set_global_policy(KERAS_POLICIES[precision])
     print(f"machine: {cpu.describe()}; precision {precision} ({why}); {machine.math_state().describe()}")
@@ -182,43 +192,17 @@ def _train(
     # What is saved and scored: the embedding in float32 (a classifier head was for training only).
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
-    curve = _open_set_curve(model, crops_root, faces, cfg, run_name)  # on every worker too
+    curve = _open_set_curve(model, faces, cfg, run_name)  # on every worker too
     if not run.chief:
         save_on_worker(model, run_name)
         return run.path
     card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
+    if parent is not None:
+        card.parent_model = parent_record(*parent, cfg)
     card.open_set = curve
     save_model_folder(run.path, model, card)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path
-
-
-@dataclass(frozen=True)
-class _Faces:
-    """The run's pictures: the training people's, the held-out validation people's, and
-    the validation pairs (left, right, same) scored after each epoch."""
-
-    all_train: FaceSet
-    train: FaceSet  # those the loss can use
-    validation: FaceSet
-    pairs: tuple
-
-    @classmethod
-    def split(cls, cfg: TrainConfig, crops_root: Path) -> _Faces:
-        split = training_split(
-            crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities, cfg.single_picture_people
-        )
-        train = split.train.with_at_least(1 if cfg.single_picture_people else 2)
-        pairs = validation_pairs(split.validation, cfg.validation_pairs, cfg.seed)
-        return cls(split.train, train, split.validation, pairs)
-
-    def describe(self, cfg: TrainConfig) -> str:
-        singles = int((self.train.counts == 1).sum())
-        return (
-            f"{self.train.images:,} images of {len(self.train.identities):,} identities"
-            f"{f' ({singles:,} with one picture)' if cfg.single_picture_people else ''}, "
-            f"{len(self.validation.identities)} held out for validation"
-        )
 
 
 def _crops_root(cfg: TrainConfig) -> Path:
@@ -250,11 +234,12 @@ def _fit(net: Assembled, batches, run: RunFolder, plan: Plan, callbacks, verbose
     return int(net.model.optimizer.iterations.numpy())
 
 
-def _open_set_curve(model, crops_root: Path, faces: _Faces, cfg: TrainConfig, run_name: str) -> dict | None:
+def _open_set_curve(model, faces: Faces, cfg: TrainConfig, run_name: str) -> dict | None:
     """The validation people's impostor curve, stored in the card so that identification
     works without `facelib evaluate`; None (said) when too few of them have pictures."""
+    where = ", ".join(r["crops"] for r in faces.records)
     try:
-        return impostor_curve(model, crops_root, faces.validation.identities, cfg.input_size).to_dict()
+        return faces_curve(model, faces.validation, cfg.input_size, where).to_dict()
     except FacelibError as exc:
         print(f"{run_name}: no open-set curve ({exc})")
         return None
@@ -313,8 +298,8 @@ def _card(
     run: RunFolder,
     cfg: TrainConfig,
     threshold: float,
-    crops_root: Path,
-    faces: _Faces,
+    crops_root: Path | None,
+    faces: Faces,
     started: float,
     cpu: machine.Cpu,
     precision: str,
@@ -327,12 +312,15 @@ def _card(
         input_size=cfg.input_size,
         embedding_dim=cfg.embedding_dim,
         validation_threshold=threshold,
-        crop_settings=stored_crop_settings(crops_root),
+        crop_settings=crop_record(crop_policy(cfg), crops_root),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
         config=asdict(cfg),
-        data_manifest_sha256=_sha256_file(crops_root / "manifest.csv"),
-        training_identities=faces.all_train.identities,
-        validation_identities=faces.validation.identities,
+        data_manifest_sha256=_sha256_file(crops_root / "manifest.csv") if crops_root else None,
+        # By their own names (a folder's people without its prefix): `facelib evaluate`
+        # leaves out the LFW pairs of anyone named here.
+        training_identities=[bare_name(n) for n in faces.all_train.identities],
+        validation_identities=[bare_name(n) for n in faces.validation.identities],
+        data_sources=list(faces.records),
         training_images=faces.train.images,
         git_commit=_git_commit(),
         history=history_summary(run.history_csv),
@@ -356,13 +344,6 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def stored_crop_settings(crops_root: Path) -> dict:
-    """The crop folder's settings with every field filled in (older folders lack the
-    newer ones), so the card states the whole policy the verifier must repeat."""
-    stored = json.loads((crops_root / "settings.json").read_text())
-    return {**stored, **asdict(CropSettings.from_dict(stored))}
 
 
 def _sha256_file(path: Path) -> str:

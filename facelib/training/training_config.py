@@ -57,8 +57,17 @@ class TrainConfig:
     # View 1's training people with one picture (2,854) as well: classes of the CosFace
     # head and negatives, their positive pair one picture augmented twice (pipeline.pk_indices).
     single_picture_people: bool = False
+    # Folders of your own people (FOLDER/<Person>/*.jpg), trained on as well as LFW's View 1
+    # training people, or instead of them (lfw_people false); each holds out its own
+    # validation people (facelib.data.sources).
+    images: tuple[str, ...] = ()
+    lfw_people: bool = True
+    # Fine-tuning (weights = a facelib model folder): the backbone's stages up to and
+    # including this one ("stem", "stage2" … "stage5") are frozen.
+    freeze_until: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "images", tuple(self.images))  # a list when read back from JSON
         if self.mining not in MINING_MODES:
             raise ConfigError(f"mining must be one of {', '.join(MINING_MODES)}, not {self.mining!r}")
         if self.p < 2 or self.k < 2:
@@ -96,6 +105,12 @@ class TrainConfig:
             raise ConfigError(
                 "single_picture_people needs P×K batches (mining batch_hard or batch_semihard): "
                 "a random triplet needs two pictures of its person"
+            )
+        if not self.lfw_people and not self.images:
+            raise ConfigError("no training data: give a folder of people (--images) or keep LFW's people")
+        if self.freeze_until is not None and self.freeze_until not in FREEZE_POINTS:
+            raise ConfigError(
+                f"freeze_until must be one of {', '.join(FREEZE_POINTS)}, not {self.freeze_until!r}"
             )
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be above 0, not {self.minutes}")
@@ -147,6 +162,8 @@ class TrainConfig:
         return 3 * max(1, self.p * self.k // 3) if self.mining == "random" else self.p * self.k
 
 
+# ResNet50's layers by stage: the stem (conv1, pool1), then conv2_* … conv5_*.
+FREEZE_POINTS = ("stem", "stage2", "stage3", "stage4", "stage5")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # Settings of runs made before `precision`: each true one names a precision.
 LEGACY_PRECISION = {"bfloat16": "bfloat16", "mixed_precision": "float16"}
@@ -173,6 +190,8 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
     kinds = {}
     for name, hint in typing.get_type_hints(TrainConfig).items():
         args = typing.get_args(hint)
+        if typing.get_origin(hint) is tuple:  # a list of folders: flags, not --set
+            continue
         if args:  # a union: X | None
             (kind,) = [a for a in args if a is not type(None)]
             kinds[name] = (kind, type(None) in args)
@@ -204,6 +223,27 @@ def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None
         for key in [*requested, *(k for k in saved if k not in requested)]
         if saved.get(key) != requested.get(key)
     ]
+
+
+def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
+    """A fine-tune's short schedule, from the preset's: a tenth of the learning rate, a
+    third of the epochs, a quarter of the budget and little warm-up; and the shape of
+    the model it starts from (`parent`: its card's input_size, embedding_dim, config),
+    whose crop policy (`crops`) it keeps."""
+    settings = {
+        "learning_rate": base.learning_rate / 10,
+        "epochs": max(1, base.epochs // 3),
+        "warmup_steps": min(base.warmup_steps, 50),
+        "input_size": parent["input_size"],
+        "embedding_dim": parent["embedding_dim"],
+        "head": parent.get("config", {}).get("head", base.head),
+    }
+    if base.minutes is not None:
+        settings["minutes"] = base.minutes / 4
+    crops = parent.get("config", {}).get("crops")
+    if crops:
+        settings["crops"] = crops
+    return settings
 
 
 def default_run_name(cfg: TrainConfig, preset: str) -> str:
