@@ -5,7 +5,7 @@
     facelib train --preset cpu [--resume] [--epochs 20 --mining batch_semihard ...]
 
 Every epoch: Keras progress bar, validation verification AUC on held-out training
-identities, a row in history.csv, then a backup of the full training state, so
+identities, a row in history.csv and TensorBoard scalars in logs/, then a backup of the full training state, so
 `--resume` continues from the last complete epoch after a crash or kill, with the
 data stream at the step it had reached. The final model.keras is written atomically,
 with card.json beside it; the backup is removed only after both exist.
@@ -13,7 +13,8 @@ with card.json beside it; the backup is removed only after both exist.
 The run's pieces, each in its own module: run_folder (what an earlier attempt left,
 the backup, history.csv), budget (the plan and its calibration), distribution
 (strategies and the Keras multi-worker workaround), assembly (model, losses,
-optimizer, schedule) and training_callbacks.
+optimizer, schedule), training_callbacks and tensorboard_logs (the scalars, and the
+validation people's embedding projector written at the end).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from facelib.training.run_folder import (
     open_run,
     remove_backup,
 )
+from facelib.training.tensorboard_logs import write_projector
 from facelib.training.training_callbacks import (
     ValidationAUC,
     training_callbacks,
@@ -189,6 +191,7 @@ def _train(
     card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
     card.open_set = curve
     save_model_folder(run.path, model, card)
+    write_projector(run.path, model, faces.validation.paths, faces.validation.people, cfg.input_size)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path
 
