@@ -96,6 +96,7 @@ bench: install
 	$(BIN)/python bench/preprocess_speed.py
 	$(BIN)/python bench/train_speed.py --run models/$(RUN)
 	$(BIN)/python bench/verify_speed.py --model models/$(RUN)
+	$(BIN)/python bench/export_runtimes.py --model models/$(RUN)
 	$(BIN)/python bench/compare_models.py models/$(RUN) --tta
 	$(BIN)/python bench/open_set.py --model $(RUN)
 	$(BIN)/python bench/dashboard_latency.py --model models/$(RUN)
