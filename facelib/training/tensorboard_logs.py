@@ -12,6 +12,7 @@ the saved float32 model, each labelled with its person, with a thumbnail sprite.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -32,23 +33,39 @@ def tensorboard_callback(run_path: Path) -> keras.callbacks.TensorBoard:
     )
 
 
-def write_projector(run_path: Path, model: keras.Model, paths: list[str], people: list[str], input_size: int):
-    """The embedding projector of validation crops (`paths`, each of the person in
-    `people`): embeddings.tsv, metadata.tsv, sprite.png and the projector's config, in
-    logs/validation/. Evenly spaced when there are more than MAX_PICTURES."""
+@dataclass(frozen=True)
+class Projected:
+    """The pictures of the projector and their embeddings."""
+
+    paths: list[str]
+    people: list[str]
+    embeddings: np.ndarray
+
+
+def projector_pictures(model: keras.Model, paths: list[str], people: list[str], input_size: int) -> Projected:
+    """The validation crops (`paths`, each of the person in `people`; evenly spaced when
+    more than MAX_PICTURES) and their embeddings. On every worker of a multi-worker run:
+    predict runs on them all."""
     from facelib.data.pipeline import embed_files  # TensorFlow
 
-    folder = run_path / LOGS / PROJECTOR_RUN
-    folder.mkdir(parents=True, exist_ok=True)
     if len(paths) > MAX_PICTURES:
         keep = np.linspace(0, len(paths) - 1, MAX_PICTURES).astype(int)
         paths, people = [paths[i] for i in keep], [people[i] for i in keep]
-    embeddings = embed_files(model, paths, input_size)
-    np.savetxt(folder / "embeddings.tsv", embeddings, delimiter="\t", fmt="%.6f")
+    return Projected(paths, people, embed_files(model, paths, input_size))
+
+
+def write_projector(run_path: Path, projected: Projected) -> Path:
+    """The embedding projector: embeddings.tsv, metadata.tsv, sprite.png and the
+    projector's config, in logs/validation/ (the chief worker's job)."""
+    folder = run_path / LOGS / PROJECTOR_RUN
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savetxt(folder / "embeddings.tsv", projected.embeddings, delimiter="\t", fmt="%.6f")
     # Two columns need a header row; names are LFW's folder names (no tabs).
-    rows = [f"{person}\t{Path(path).name}" for person, path in zip(people, paths, strict=True)]
+    rows = [
+        f"{person}\t{Path(path).name}" for person, path in zip(projected.people, projected.paths, strict=True)
+    ]
     (folder / "metadata.tsv").write_text("person\tpicture\n" + "\n".join(rows) + "\n")
-    _sprite(paths).save(folder / "sprite.png")
+    _sprite(projected.paths).save(folder / "sprite.png")
     (folder / PROJECTOR_CONFIG).write_text(
         "embeddings {\n"
         '  tensor_name: "validation people"\n'

@@ -72,7 +72,7 @@ from facelib.training.run_folder import (
     open_run,
     remove_backup,
 )
-from facelib.training.tensorboard_logs import write_projector
+from facelib.training.tensorboard_logs import projector_pictures, write_projector
 from facelib.training.training_callbacks import (
     ValidationAUC,
     training_callbacks,
@@ -185,13 +185,14 @@ def _train(
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
     curve = _open_set_curve(model, crops_root, faces, cfg, run_name)  # on every worker too
+    projected = projector_pictures(model, faces.validation.paths, faces.validation.people, cfg.input_size)
     if not run.chief:
         save_on_worker(model, run_name)
         return run.path
     card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
     card.open_set = curve
     save_model_folder(run.path, model, card)
-    write_projector(run.path, model, faces.validation.paths, faces.validation.people, cfg.input_size)
+    write_projector(run.path, projected)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path
 
