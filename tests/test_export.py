@@ -2,6 +2,8 @@
 crops, and FaceVerifier running the exports."""
 
 import json
+import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,6 +13,7 @@ from facelib import FaceVerifier
 from facelib.app import cli
 from facelib.core.errors import FacelibError
 from facelib.recognition import export
+from facelib.recognition.card import ModelCard
 from facelib.recognition.export import PARITY_TOLERANCE, ExportError, export_model, load_export
 from facelib.recognition.model import build_embedding_model, load_model_folder
 
@@ -22,7 +25,6 @@ def crops(smoke_model, smoke_crops) -> np.ndarray:
     """Real LFW face crops (all the smoke preset's people, not only the validation ones
     the export checked itself on), as the model takes them."""
     from facelib.data.pipeline import eval_dataset
-    from facelib.recognition.card import ModelCard
 
     paths = sorted(str(p) for p in smoke_crops.rglob("*.jpg"))[:64]
     batches = eval_dataset(paths, ModelCard.load(smoke_model).input_size, 32)
@@ -36,15 +38,28 @@ def keras_embeddings(smoke_model, crops) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def exports(smoke_model, tmp_path_factory) -> dict:
+def exported_model(smoke_model) -> Path:
+    """A copy of the smoke model (model.keras linked, card copied) whose export/ folder
+    these tests fill: the session's smoke model keeps none, so that FaceVerifier's
+    default runtime stays Keras for the other test files."""
+    folder = smoke_model.parent / "export-fixture"
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(smoke_model / "model.keras")
+    ModelCard.load(smoke_model).save(folder)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="module")
+def exports(exported_model, tmp_path_factory) -> dict:
     """Each float32 format once. onnx and tflite go where FaceVerifier's runtimes look
     (the model folder's export/); the tflite one is made while the global policy is
     mixed bfloat16, as a bfloat16 training leaves it: the export must be float32 anyway."""
-    made = {"savedmodel": export_model(smoke_model, "savedmodel", out=tmp_path_factory.mktemp("x") / "sm")}
-    made["onnx"] = export_model(smoke_model, "onnx")
+    made = {"savedmodel": export_model(exported_model, "savedmodel", out=tmp_path_factory.mktemp("x") / "sm")}
+    made["onnx"] = export_model(exported_model, "onnx")
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        made["tflite"] = export_model(smoke_model, "tflite")
+        made["tflite"] = export_model(exported_model, "tflite")
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # put back
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -159,9 +174,9 @@ def _pairs(lfw_root):
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tflite"])
-def test_faceverifier_on_an_export_gives_the_same_verdicts(runtime, smoke_model, exports, lfw_root):
-    keras_verifier = FaceVerifier(smoke_model, no_face="whole")
-    exported = FaceVerifier(smoke_model, no_face="whole", runtime=runtime)
+def test_faceverifier_on_an_export_gives_the_same_verdicts(runtime, exported_model, exports, lfw_root):
+    keras_verifier = FaceVerifier(exported_model, no_face="whole", runtime="keras")
+    exported = FaceVerifier(exported_model, no_face="whole", runtime=runtime)
     folder = FaceVerifier(exports[export.RUNTIME_FORMAT[runtime]].folder, no_face="whole")
     assert exported.model is None and exported.runtime == folder.runtime == runtime
     assert exported.threshold == keras_verifier.threshold == folder.threshold
@@ -173,12 +188,27 @@ def test_faceverifier_on_an_export_gives_the_same_verdicts(runtime, smoke_model,
             assert abs(result.distance - expected.distance) <= 2 * PARITY_TOLERANCE
 
 
-def test_faceverifier_tta_on_an_export_matches_keras(smoke_model, exports, lfw_root):
+def test_faceverifier_tta_on_an_export_matches_keras(exported_model, exports, lfw_root):
     a, b = _pairs(lfw_root)[0]
-    crops = [FaceVerifier(smoke_model).face_crop(p)[0] for p in (a, b)]
-    expected = FaceVerifier(smoke_model, tta=True, threshold=1.0).embed_crops(crops)
-    got = FaceVerifier(smoke_model, tta=True, threshold=1.0, runtime="onnxruntime").embed_crops(crops)
+    crops = [FaceVerifier(exported_model).face_crop(p)[0] for p in (a, b)]
+    expected = FaceVerifier(exported_model, tta=True, threshold=1.0, runtime="keras").embed_crops(crops)
+    got = FaceVerifier(exported_model, tta=True, threshold=1.0, runtime="onnxruntime").embed_crops(crops)
     assert np.abs(got - expected).max() <= PARITY_TOLERANCE
+
+
+def test_the_default_runtime_is_onnxruntime_where_the_onnx_export_is_of_this_model(
+    smoke_model, exported_model, exports
+):
+    assert FaceVerifier(exported_model).runtime == "onnxruntime"
+    assert FaceVerifier(smoke_model).runtime == "keras"  # no export there
+    # An export left by another model (another training under the same name) is not used.
+    ModelCard.update(exported_model, lambda card: setattr(card, "created", "2000-01-01T00:00:00"))
+    try:
+        assert FaceVerifier(exported_model).runtime == "keras"
+        with pytest.raises(ExportError, match="is an export of another model"):
+            FaceVerifier(exported_model, runtime="onnxruntime")
+    finally:
+        ModelCard.load(smoke_model).save(exported_model)
 
 
 def test_faceverifier_says_how_to_make_a_missing_export(smoke_model_copy):
@@ -186,7 +216,7 @@ def test_faceverifier_says_how_to_make_a_missing_export(smoke_model_copy):
         ExportError, match=rf"no tflite export .*facelib export {smoke_model_copy} --format tflite"
     ):
         FaceVerifier(smoke_model_copy, runtime="tflite")
-    with pytest.raises(FacelibError, match="runtime must be one of keras, onnxruntime, tflite"):
+    with pytest.raises(FacelibError, match="runtime must be one of auto, keras, onnxruntime, tflite"):
         FaceVerifier(smoke_model_copy, runtime="tensorrt")
 
 

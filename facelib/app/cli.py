@@ -10,7 +10,7 @@
     facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...] [--tta]
     facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
-                   [--runtime keras|onnxruntime|tflite]
+                   [--runtime auto|keras|onnxruntime|tflite]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
     facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]
     facelib identify PHOTO|DIR... [--gallery DIR | --known FOLDER] [--model RUN|DIR] [--json]
@@ -622,8 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument(
         "--runtime",
         choices=list(RUNTIMES),
-        help=f"what embeds the faces (default {DEFAULT_RUNTIME}); onnxruntime and tflite run the "
-        "model's export (facelib export --format onnx|tflite)",
+        help=f"what embeds the faces (default {DEFAULT_RUNTIME}: onnxruntime where the model has an "
+        "onnx export, else keras); onnxruntime and tflite run the model's export "
+        "(facelib export --format onnx|tflite)",
     )
     ve.set_defaults(run=cmd_verify)
 

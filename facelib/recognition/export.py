@@ -42,8 +42,12 @@ from facelib.recognition.card import ModelCard, ModelError
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 INT8_FORMATS = ("tflite", "onnx")
-# The runtimes FaceVerifier can embed with, and the export format each runs.
-RUNTIMES = ("keras", "onnxruntime", "tflite")
+# The runtimes FaceVerifier can embed with, and the export format each runs. "auto": the
+# first of AUTO_RUNTIMES whose float32 export the model folder holds, else keras.
+RUNTIMES = ("auto", "keras", "onnxruntime", "tflite")
+# onnxruntime ran `verify` faster than Keras, with the same embeddings (within 1e-6), and
+# LiteRT was between them (bench/export_runtimes.py, docs/benchmarks.md "Export runtimes").
+AUTO_RUNTIMES = ("onnxruntime",)
 RUNTIME_FORMAT = {"onnxruntime": "onnx", "tflite": "tflite"}
 MODEL_FILES = {"savedmodel": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 EXPORT_FILE = "export.json"
@@ -472,15 +476,33 @@ def load_export(folder: str | Path) -> tuple[Callable[[np.ndarray], np.ndarray],
     return _embedder(info.format, path), card, info
 
 
-def find_export(model_folder: Path, runtime: str) -> Path:
-    """The float32 export of `model_folder` that `runtime` runs (made by `facelib export`)."""
+def find_export(model_folder: Path, runtime: str, card: ModelCard) -> Path:
+    """The float32 export of `model_folder` that `runtime` runs (made by `facelib export`),
+    of the model `card` describes."""
     if runtime not in RUNTIME_FORMAT:
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     fmt = RUNTIME_FORMAT[runtime]
     folder = default_export_folder(model_folder, fmt)
+    again = f"`facelib export {model_folder.name} --format {fmt}`"
     if not is_export_folder(folder):
         raise ExportError(
-            f"{model_folder.name} has no {fmt} export for the {runtime} runtime "
-            f"(make it with `facelib export {model_folder.name} --format {fmt}`)"
+            f"{model_folder.name} has no {fmt} export for the {runtime} runtime (make it with {again})"
+        )
+    exported = ModelCard.load(folder)
+    if (exported.name, exported.created) != (card.name, card.created):
+        raise ExportError(
+            f"{folder} is an export of another model ({exported.name}, {exported.created}): make it again with {again}"
         )
     return folder
+
+
+def auto_runtime(model_folder: Path, card: ModelCard) -> str:
+    """The first of AUTO_RUNTIMES that can run an export of this model here, else keras."""
+    for runtime in AUTO_RUNTIMES:
+        try:
+            find_export(model_folder, runtime, card)
+        except ModelError:
+            continue
+        if not missing_packages(RUNTIME_FORMAT[runtime]):
+            return runtime
+    return "keras"

@@ -37,12 +37,14 @@ from facelib.data.crop import CropSettings, crop_picture
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
 from facelib.data.quality import face_conditions, light_corrected
 from facelib.recognition.calibration import CARD, Calibration, card_remedy, resolve_calibration
+from facelib.recognition.card import ModelCard
 from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
 
-# What embeds the faces unless told otherwise: Keras (the model folder's model.keras), or
-# an exported model (`facelib export`) on onnxruntime or LiteRT. Chosen from
-# bench/export_runtimes.py (docs/benchmarks.md, "Export runtimes").
-DEFAULT_RUNTIME = "keras"
+# What embeds the faces unless told otherwise: "auto" runs the model folder's float32 ONNX
+# export on onnxruntime where `facelib export` made one (faster than Keras on this CPU, the
+# same embeddings: bench/export_runtimes.py, docs/benchmarks.md "Export runtimes"), else
+# Keras (model.keras). The thresholds are the model folder's card's either way.
+DEFAULT_RUNTIME = "auto"
 
 
 @dataclass
@@ -100,8 +102,9 @@ class FaceVerifier:
     --tta` set for it. Off by default: the card's other thresholds and curves are set
     on plain embeddings.
     `runtime`: "keras", or "onnxruntime" / "tflite" to run the model's float32 export
-    (`facelib export RUN --format onnx|tflite`); default DEFAULT_RUNTIME. `model` may
-    also be an export folder itself: it runs on its format's runtime, with its card."""
+    (`facelib export RUN --format onnx|tflite`), or "auto" (DEFAULT_RUNTIME, the default):
+    onnxruntime where that export exists, else keras. `model` may also be an export
+    folder itself: it runs on its format's runtime, with the card copied into it."""
 
     def __init__(
         self,
@@ -165,7 +168,7 @@ class FaceVerifier:
             raise FacelibError(f"runtime must be one of {', '.join(export.RUNTIMES)}, not {runtime!r}")
         if export.is_export_folder(self.folder):
             embedder, card, info = export.load_export(self.folder)
-            if info.runtime is None or runtime not in (None, info.runtime):
+            if info.runtime is None or runtime not in (None, "auto", info.runtime):
                 raise FacelibError(
                     f"{self.folder} is a {info.format} export: "
                     + (
@@ -176,10 +179,15 @@ class FaceVerifier:
                     )
                 )
             return info.runtime, None, card, embedder
+        card = ModelCard.load(self.folder)
         runtime = runtime or DEFAULT_RUNTIME
+        if runtime == "auto":
+            runtime = export.auto_runtime(self.folder, card)
         if runtime == "keras":
             return runtime, *load_model_folder(self.folder), None
-        embedder, card, _ = export.load_export(export.find_export(self.folder, runtime))
+        # The model folder's card, not the export's copy: `facelib evaluate` may have
+        # calibrated the model since it was exported.
+        embedder, _, _ = export.load_export(export.find_export(self.folder, runtime, card))
         return runtime, None, card, embedder
 
     def _compile(self):
