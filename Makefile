@@ -5,6 +5,9 @@
 #                 or FACELIB_PRESET, picks the preset and the run, make-<preset>; RUN=name and
 #                 PORT=n choose others)
 # make dashboard  only serve the dashboard
+# make tensorboard  serve the training logs of every run under models/ (each loss, validation
+#                 AUC, learning rate, images/s; the validation people's embedding projector)
+#                 on 127.0.0.1:6006 (TB_PORT=n chooses another)
 # make doctor     this machine, the math facelib picks for it, and each preset's plan
 # make test   lint, format check, import layers, unit + integration tests, notebooks (nbval)
 # make test-unit  only the unit tests: no LFW mirror, no TensorFlow in the tests themselves (under a minute)
@@ -29,8 +32,10 @@ PRESET ?= $(or $(FACELIB_PRESET),cpu)
 RUN ?= make-$(PRESET)
 # The dashboard's port on 127.0.0.1.
 PORT ?= 8866
+# TensorBoard's port on 127.0.0.1.
+TB_PORT ?= 6006
 
-.PHONY: install run dashboard doctor check-wheels test test-unit lint bench clean-venv
+.PHONY: install run dashboard tensorboard doctor check-wheels test test-unit lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +63,13 @@ dashboard: install
 	FACELIB_MODEL=$(RUN) FACELIB_ROLE=verify $(BIN)/voila notebooks/04_webcam_dashboard.ipynb --port=$(PORT) --no-browser --Voila.ip=127.0.0.1 \
 		--Voila.tornado_settings='{"websocket_max_message_size": 104857600}'
 
+# The models folder as facelib sees it ($$FACELIB_HOME/models, else the project's): each run
+# writes its logs to models/<run>/logs/ (facelib.training.tensorboard_logs).
+tensorboard: install
+	@echo "tensorboard: open http://127.0.0.1:$(TB_PORT) in your browser (Ctrl-C stops it)"
+	$(BIN)/tensorboard --logdir "$$($(BIN)/python -c 'from facelib.core import config; print(config.models_dir())')" \
+		--host 127.0.0.1 --port $(TB_PORT)
+
 doctor: install
 	$(BIN)/facelib doctor
 
@@ -84,6 +96,7 @@ bench: install
 	$(BIN)/python bench/preprocess_speed.py
 	$(BIN)/python bench/train_speed.py --run models/$(RUN)
 	$(BIN)/python bench/verify_speed.py --model models/$(RUN)
+	$(BIN)/python bench/export_runtimes.py --model models/$(RUN)
 	$(BIN)/python bench/compare_models.py models/$(RUN) --tta
 	$(BIN)/python bench/open_set.py --model $(RUN)
 	$(BIN)/python bench/dashboard_latency.py --model models/$(RUN)

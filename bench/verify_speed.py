@@ -37,9 +37,11 @@ def measure(model: Path | None, pairs_wanted: int) -> dict:
     from facelib.data.pipeline import eval_transform
     from facelib.recognition.verification import FaceVerifier
 
-    verifier = FaceVerifier(model)
+    # Keras: the compiled and eager rows below time its model (bench/export_runtimes.py
+    # compares the runtimes).
+    verifier = FaceVerifier(model, runtime="keras")
     # Flip test-time augmentation (4 embeddings); any threshold will do for timing.
-    flipped = FaceVerifier(model, tta=True, threshold=1.0)
+    flipped = FaceVerifier(model, tta=True, threshold=1.0, runtime="keras")
     root = datasets.fetch_lfw()
     pairs = datasets.view1_pairs("test")[:pairs_wanted]
     crops = {}

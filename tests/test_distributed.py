@@ -147,8 +147,8 @@ def test_a_batch_that_does_not_split_evenly_over_the_replicas_is_refused(monkeyp
 def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_path):
     """Two processes on loopback, each with the same command and its own TF_CONFIG index,
     sharing FACELIB_HOME (as workers sharing storage would). Both finish; models/<run>/
-    holds one model, one config and one history written by worker 0 alone; the other
-    worker's own saves go to its temporary folder and are removed."""
+    holds one model, one config, one history and one set of TensorBoard logs written by
+    worker 0 alone; the other worker's own saves go to its temporary folder and are removed."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
@@ -182,8 +182,12 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_pa
         "card.json",
         "config.json",
         "history.csv",
+        "logs",
         "model.keras",
     ]
+    # TensorBoard's logs too: one events file a writer, the chief's
+    assert len(list((folder / "logs" / "train").glob("events.*"))) == 1
+    assert (folder / "logs" / "validation" / "projector_config.pbtxt").is_file()
     epochs = [int(row.split(",")[0]) for row in (folder / "history.csv").read_text().splitlines()[1:]]
     assert epochs == [0, 1]  # once each: only the chief logs
     assert [p.name for p in tmp_path.glob("tmp*/*")] == []

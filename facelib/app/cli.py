@@ -11,11 +11,13 @@
     facelib evaluate --robustness [--model RUN|DIR] [--degradations lighting,blur,...] [--tta]
     facelib evaluate --images FOLDER [--pairs FILE] [--model RUN|DIR] [--calibration NAME] [--held-out-of RUN]
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
+                   [--runtime auto|keras|onnxruntime|tflite]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
     facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]
     facelib identify PHOTO|DIR... [--gallery DIR | --known FOLDER] [--model RUN|DIR] [--json]
                      [--fpir 0.01] [--margin 0.0] [--mode min|mean] [--calibration NAME]
     facelib calibrate --images FOLDER [--name NAME] [--model RUN|DIR]
+    facelib export RUN|DIR --format savedmodel|tflite|onnx [--int8] [--out DIR]
     facelib doctor [--preset NAME] [--no-timing]
 
 A model is a folder, or a run name under models/ (`--name` of `facelib train`);
@@ -55,8 +57,10 @@ from facelib.recognition.calibration import (
     require_calibration_pictures,
 )
 from facelib.recognition.card import ModelCard
+from facelib.recognition.export import FORMATS, RUNTIMES
 from facelib.recognition.gallery import Gallery, model_id
 from facelib.recognition.identification import DEFAULT_FPIR, TEMPLATE_MODES
+from facelib.recognition.verification import DEFAULT_RUNTIME
 from facelib.training.training_config import FREEZE_POINTS
 
 
@@ -339,7 +343,8 @@ def make_verifier(args: argparse.Namespace, **options):
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    verifier = make_verifier(args, no_face="whole" if args.whole_image else "error")
+    options = {"runtime": args.runtime} if args.runtime else {}
+    verifier = make_verifier(args, no_face="whole" if args.whole_image else "error", **options)
     result = verifier.verify(args.image1, args.image2)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -362,7 +367,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
             "  thresholds are measured on evenly lit, frontal faces: a verdict on a picture outside "
             "those conditions is less reliable (facelib evaluate --robustness measures how much)"
         )
-    print(f"  model {result.model}, detector {result.detector}, {result.timings_ms['total']:.0f} ms")
+    print(
+        f"  model {result.model} ({result.runtime}), detector {result.detector}, "
+        f"{result.timings_ms['total']:.0f} ms"
+    )
     print(f"  threshold {result.threshold:.4f}: {result.threshold_source}")
 
 
@@ -499,6 +507,24 @@ CALIBRATION_HELP = (
     "a calibration made by `facelib calibrate` (default: the model card's: "
     "the LFW View 1 threshold and the validation people's impostor curve)"
 )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from facelib.recognition.export import export_model  # Keras
+
+    result = export_model(args.model, args.format, int8=args.int8, out=args.out)
+    info = result.info
+    if info.check_crops:
+        agreement = f"max |difference| {info.max_abs_diff:.1e}, lowest cosine {info.min_cosine:.4f}"
+        print(f"checked against Keras on {info.check_crops} training-side crops: {agreement}")
+    else:
+        print("not checked against Keras: the training crops are not here (facelib preprocess)")
+    print(f"{info.format}{' int8' if info.int8 else ''} export of {args.model} → {result.folder}")
+    print(
+        f"  {info.model_file} + card.json + export.json; input N×{info.input_size}×{info.input_size}×3 "
+        f"float32 RGB 0–255 (the crop's centre 90%, resized), output N×{info.embedding_dim}"
+    )
+    print(f"  {info.converter}; {info.seconds:.0f} s")
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
@@ -680,6 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="when no face is found, use the centre of the picture (the crop training used for such pictures)",
     )
     ve.add_argument("--calibration", metavar="NAME", help=CALIBRATION_HELP)
+    ve.add_argument(
+        "--runtime",
+        choices=list(RUNTIMES),
+        help=f"what embeds the faces (default {DEFAULT_RUNTIME}: onnxruntime where the model has an "
+        "onnx export, else keras); onnxruntime and tflite run the model's export "
+        "(facelib export --format onnx|tflite)",
+    )
     ve.set_defaults(run=cmd_verify)
 
     em = verbs.add_parser("embed", help="embeddings of the face in each picture, to a .npy file")
@@ -746,6 +779,19 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--model", help=MODEL_HELP)
     cal.set_defaults(run=cmd_calibrate)
 
+    ex = verbs.add_parser(
+        "export", help="write a model as SavedModel, TFLite or ONNX (float32, or int8), with its card"
+    )
+    ex.add_argument("model", metavar="RUN", help="model folder, or run name under models/")
+    ex.add_argument("--format", required=True, choices=list(FORMATS))
+    ex.add_argument(
+        "--int8",
+        action="store_true",
+        help="post-training int8 quantisation (tflite, onnx), calibrated on training-side crops",
+    )
+    ex.add_argument("--out", metavar="DIR", help="default: <model folder>/export/<format>[-int8]")
+    ex.set_defaults(run=cmd_export)
+
     doc = verbs.add_parser(
         "doctor", help="this machine, the math facelib picks for it, and what each preset would train"
     )
@@ -802,6 +848,7 @@ ROLES = {
     "verify": "verify",
     "enroll": "verify",
     "identify": "verify",
+    "export": "evaluate",
 }
 
 

@@ -57,6 +57,11 @@ class FaceSet:
     def images(self) -> int:
         return len(self.paths)
 
+    @property
+    def people(self) -> list[str]:
+        """The identity of each path, in the order of `paths`."""
+        return [name for name, count in zip(self.identities, self.counts, strict=True) for _ in range(count)]
+
 
 @dataclass(frozen=True)
 class Split:

@@ -37,7 +37,14 @@ from facelib.data.crop import CropSettings, crop_picture
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
 from facelib.data.quality import face_conditions, light_corrected
 from facelib.recognition.calibration import CARD, Calibration, card_remedy, resolve_calibration
+from facelib.recognition.card import ModelCard
 from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
+
+# What embeds the faces unless told otherwise: "auto" runs the model folder's float32 ONNX
+# export on onnxruntime where `facelib export` made one (faster than Keras on this CPU, the
+# same embeddings: bench/export_runtimes.py, docs/benchmarks.md "Export runtimes"), else
+# Keras (model.keras). The thresholds are the model folder's card's either way.
+DEFAULT_RUNTIME = "auto"
 
 
 @dataclass
@@ -66,6 +73,7 @@ class VerifyResult:
     model: str
     threshold_source: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    runtime: str = "keras"  # what embedded the faces: keras, onnxruntime or tflite (an export)
 
     @property
     def caveats(self) -> list[str]:
@@ -92,7 +100,11 @@ class FaceVerifier:
     `tta`: each face embedded as the mean with its mirror image (flip test-time
     augmentation; two embeddings a face), judged by the threshold `facelib evaluate
     --tta` set for it. Off by default: the card's other thresholds and curves are set
-    on plain embeddings."""
+    on plain embeddings.
+    `runtime`: "keras", or "onnxruntime" / "tflite" to run the model's float32 export
+    (`facelib export RUN --format onnx|tflite`), or "auto" (DEFAULT_RUNTIME, the default):
+    onnxruntime where that export exists, else keras. `model` may also be an export
+    folder itself: it runs on its format's runtime, with the card copied into it."""
 
     def __init__(
         self,
@@ -105,14 +117,15 @@ class FaceVerifier:
         calibration: str | None = None,
         correct_light: bool = True,
         tta: bool = False,
+        runtime: str | None = None,
     ):
         # Before facelib.recognition.model, which imports Keras and so TensorFlow: verify's math,
         # unless a role was named on purpose.
         machine.configure_math("verify", explicit=False)
-        from facelib.recognition.model import load_model_folder, newest_model_folder, resolve_model_folder
+        from facelib.recognition.model import newest_model_folder, resolve_model_folder
 
         self.folder = resolve_model_folder(model) if model else newest_model_folder()
-        self.model, self.card = load_model_folder(self.folder)
+        self.runtime, self.model, self.card, self._exported = self._load(runtime)
         # The crop policy the training crops were made with; cards older than a setting
         # get its default.
         settings = CropSettings.from_dict(self.card.crop_settings)
@@ -143,13 +156,50 @@ class FaceVerifier:
         self.correct_light = correct_light
         self._compiled = self._compile()
 
+    def _load(self, runtime: str | None):
+        """(runtime, Keras model or None, card, exported model or None). An export folder
+        runs on the runtime of its format; a model folder on `runtime` (default
+        DEFAULT_RUNTIME), an exported runtime from the float32 export `facelib export`
+        put in it."""
+        from facelib.recognition import export
+        from facelib.recognition.model import load_model_folder
+
+        if runtime is not None and runtime not in export.RUNTIMES:
+            raise FacelibError(f"runtime must be one of {', '.join(export.RUNTIMES)}, not {runtime!r}")
+        if export.is_export_folder(self.folder):
+            embedder, card, info = export.load_export(self.folder)
+            if info.runtime is None or runtime not in (None, "auto", info.runtime):
+                raise FacelibError(
+                    f"{self.folder} is a {info.format} export: "
+                    + (
+                        f"it runs on the {info.runtime} runtime, not {runtime}"
+                        if info.runtime
+                        else f"FaceVerifier runs {', '.join(export.RUNTIME_FORMAT.values())} exports "
+                        "(a SavedModel is for TensorFlow's own tools); give the model folder it came from"
+                    )
+                )
+            return info.runtime, None, card, embedder
+        card = ModelCard.load(self.folder)
+        runtime = runtime or DEFAULT_RUNTIME
+        if runtime == "auto":
+            runtime = export.auto_runtime(self.folder, card)
+        if runtime == "keras":
+            return runtime, *load_model_folder(self.folder), None
+        # The model folder's card, not the export's copy: `facelib evaluate` may have
+        # calibrated the model since it was exported.
+        embedder, _, _ = export.load_export(export.find_export(self.folder, runtime, card))
+        return runtime, None, card, embedder
+
     def _compile(self):
-        """The model with `eval_transform` in front, as one graph (see the module note)."""
+        """The model with `eval_transform` in front, as one graph (see the module note);
+        for an exported model, that graph prepares the batch and the runtime embeds it."""
         import tensorflow as tf
 
         from facelib.data.pipeline import eval_transform
 
         model, size, tta = self.model, self.input_size, self.tta
+        if self._exported is not None:
+            return self._exported_embed(tf, eval_transform)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def embed(crops):
@@ -161,6 +211,24 @@ class FaceVerifier:
             both = model(tf.concat([crops, tf.image.flip_left_right(crops)], axis=0), training=False)
             halves = tf.split(both, 2, axis=0)
             return tf.math.l2_normalize(halves[0] + halves[1], axis=1)
+
+        return embed
+
+    def _exported_embed(self, tf, eval_transform):
+        size, tta, run = self.input_size, self.tta, self._exported
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def prepare(crops):
+            crops = eval_transform(crops, size)
+            return tf.concat([crops, tf.image.flip_left_right(crops)], axis=0) if tta else crops
+
+        def embed(crops):
+            embeddings = run(prepare(crops).numpy())
+            if tta:  # as the Keras graph: the mean of each crop's and its mirror's, re-normalised
+                halves = np.split(embeddings, 2)
+                mean = halves[0] + halves[1]
+                embeddings = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+            return tf.constant(embeddings)
 
         return embed
 
@@ -242,6 +310,7 @@ class FaceVerifier:
             detector=self.detector.name,
             model=self.folder.name,
             threshold_source=self.threshold_source,
+            runtime=self.runtime,
             timings_ms={
                 "read_detect_crop": round(1000 * (detected - start), 1),
                 "embed": round(1000 * (done - detected), 1),

@@ -5,7 +5,7 @@
     facelib train --preset cpu [--resume] [--epochs 20 --mining batch_semihard ...]
 
 Every epoch: Keras progress bar, validation verification AUC on held-out training
-identities, a row in history.csv, then a backup of the full training state, so
+identities, a row in history.csv and TensorBoard scalars in logs/, then a backup of the full training state, so
 `--resume` continues from the last complete epoch after a crash or kill, with the
 data stream at the step it had reached. The final model.keras is written atomically,
 with card.json beside it; the backup is removed only after both exist.
@@ -13,7 +13,8 @@ with card.json beside it; the backup is removed only after both exist.
 The run's pieces, each in its own module: run_folder (what an earlier attempt left,
 the backup, history.csv), budget (the plan and its calibration), distribution
 (strategies and the Keras multi-worker workaround), assembly (model, losses,
-optimizer, schedule) and training_callbacks.
+optimizer, schedule), training_callbacks and tensorboard_logs (the scalars, and the
+validation people's embedding projector written at the end).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from facelib.training.run_folder import (
     open_run,
     remove_backup,
 )
+from facelib.training.tensorboard_logs import projector_pictures, write_projector
 from facelib.training.training_callbacks import (
     ValidationAUC,
     training_callbacks,
@@ -193,6 +195,7 @@ def _train(
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
     curve = _open_set_curve(model, faces, cfg, run_name)  # on every worker too
+    projected = projector_pictures(model, faces.validation.paths, faces.validation.people, cfg.input_size)
     if not run.chief:
         save_on_worker(model, run_name)
         return run.path
@@ -201,6 +204,7 @@ def _train(
         card.parent_model = parent_record(*parent, cfg)
     card.open_set = curve
     save_model_folder(run.path, model, card)
+    write_projector(run.path, projected)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path
 

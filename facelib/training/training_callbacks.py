@@ -16,6 +16,7 @@ from facelib.data.pipeline import embed_files
 from facelib.training.budget import Plan
 from facelib.training.distribution import WorkerBackup
 from facelib.training.run_folder import EpochBackup, HistoryCSV, RunFolder
+from facelib.training.tensorboard_logs import tensorboard_callback
 
 
 def verification_auc(distances: np.ndarray, same: np.ndarray) -> float:
@@ -110,6 +111,8 @@ def training_callbacks(
         PeakMemory(),
         keras.callbacks.TerminateOnNaN(),
         *([HistoryCSV(run.history_csv, plan, cpu, precision)] if run.chief else []),
+        # After every callback that fills the epoch's logs: it writes them all (tensorboard_logs).
+        *([tensorboard_callback(run.path)] if run.chief else []),
         *(extra or []),
         # Last, so that an epoch is backed up only after everything above has seen it.
         EpochBackup(run.backup) if run.chief else WorkerBackup(),
