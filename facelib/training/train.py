@@ -36,7 +36,7 @@ from facelib.core.files import write_json_atomic
 from facelib.core.machine import resolve_precision
 from facelib.data.crop import CropSettings
 from facelib.data.pipeline import FaceSet, training_dataset, training_split, validation_pairs
-from facelib.recognition.calibration import impostor_curve
+from facelib.recognition.calibration import PeopleCalibration, people_calibration
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import save_model_folder
 from facelib.training.assembly import (
@@ -182,12 +182,14 @@ def _train(
     # What is saved and scored: the embedding in float32 (a classifier head was for training only).
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
-    curve = _open_set_curve(model, crops_root, faces, cfg, run_name)  # on every worker too
+    # The validation people's impostor curve and confidence mapping, on every worker too.
+    measured = _validation_calibration(model, crops_root, faces, cfg, run_name)
     if not run.chief:
         save_on_worker(model, run_name)
         return run.path
     card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
-    card.open_set = curve
+    if measured is not None:
+        measured.store_in(card)
     save_model_folder(run.path, model, card)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
     return run.path
@@ -250,14 +252,20 @@ def _fit(net: Assembled, batches, run: RunFolder, plan: Plan, callbacks, verbose
     return int(net.model.optimizer.iterations.numpy())
 
 
-def _open_set_curve(model, crops_root: Path, faces: _Faces, cfg: TrainConfig, run_name: str) -> dict | None:
-    """The validation people's impostor curve, stored in the card so that identification
-    works without `facelib evaluate`; None (said) when too few of them have pictures."""
+def _validation_calibration(
+    model, crops_root: Path, faces: _Faces, cfg: TrainConfig, run_name: str
+) -> PeopleCalibration | None:
+    """The validation people's impostor curve and confidence mapping, stored in the card
+    so that identification and verify's confidence work without `facelib evaluate`;
+    None (said) when too few of them have pictures."""
     try:
-        return impostor_curve(model, crops_root, faces.validation.identities, cfg.input_size).to_dict()
+        measured = people_calibration(model, crops_root, faces.validation.identities, cfg.input_size)
     except FacelibError as exc:
-        print(f"{run_name}: no open-set curve ({exc})")
+        print(f"{run_name}: no open-set curve nor confidence ({exc})")
         return None
+    if measured.confidence is None:
+        print(f"{run_name}: {measured.confidence_note}")
+    return measured
 
 
 def _stream(cfg: TrainConfig, faces, data: tf.data.Dataset | None, start_step: int) -> tf.data.Dataset:
