@@ -249,9 +249,7 @@ def people_calibration(model, crops_root: Path, people: list[str], input_size: i
     )
     curve = ImpostorCurve.from_embeddings(embeddings, labels, source)
     index = folder_pairs(labels)
-    confidence, note = confidence_of_pairs(
-        index.distances(embeddings), index.same, f"{source}; {index.summary()}"
-    )
+    confidence, note = confidence_of_pairs(index.distances(embeddings), index.same, source)
     return PeopleCalibration(curve, confidence, note)
 
 
@@ -372,5 +370,5 @@ def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed
     curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
     threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
     # The confidence on the same pairs as the threshold.
-    confidence, note = confidence_of_pairs(distances, index.same, f"{source}: {counts}; {index.summary()}")
+    confidence, note = confidence_of_pairs(distances, index.same, f"{source}: {counts}")
     return Calibration(name, threshold, threshold_source, curve, confidence=confidence, confidence_note=note)
