@@ -137,7 +137,8 @@ def test_bright_against_dark():
     dark = face_quality(_textured(25.0), _face(120, LEVEL_EYES))
     assert dark.status == "fail" and dark.advice == ["face the light"]
     assert dark.reasons[0].startswith("the face is dark (brightness ")
-    dim = face_quality(_textured(55.0), _face(120, LEVEL_EYES))  # between warn (70) and fail (40)
+    warn, fail = QUALITY_LIMITS["brightness"]["low"]
+    dim = face_quality(_textured((warn + fail) / 2), _face(120, LEVEL_EYES))  # between the two
     assert dim.status == "warn" and [m.name for m in dim.measures if m.status == "warn"] == ["brightness"]
     washed = face_quality(_textured(240.0), _face(120, LEVEL_EYES))
     assert washed.status == "fail" and washed.advice == ["step out of direct light"]
@@ -147,8 +148,8 @@ def test_bright_against_dark():
 def test_large_against_small():
     crop = _textured()
     assert face_quality(crop, _face(200)).value("face_px") == 200
-    small = face_quality(crop, _face(45))
-    assert small.status == "warn" and small.reasons == ["the face is small (45 px)"]
+    small = face_quality(crop, _face(28))
+    assert small.status == "warn" and small.reasons == ["the face is small (28 px)"]
     tiny = face_quality(crop, _face(20))
     assert tiny.status == "fail" and tiny.advice == ["move closer to the camera"]
 
@@ -167,9 +168,9 @@ def test_a_tilted_head_and_a_turned_face_are_named_and_a_missing_face_fails():
 
 
 def test_the_limits_are_data_a_caller_can_change():
-    crop, face = _textured(), _face(45)
+    crop, face = _textured(), _face(28)
     assert face_quality(crop, face).status == "warn"
-    relaxed = {**QUALITY_LIMITS, "face_px": {"low": (40, 20)}}
+    relaxed = {**QUALITY_LIMITS, "face_px": {"low": (25, 20)}}
     assert face_quality(crop, face, relaxed).status == "pass"
     assert rate("face_px", None).status == "pass"  # not measurable: not held against the face
     as_json = face_quality(_textured(25.0), face).to_dict()

@@ -100,17 +100,21 @@ def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
 # face is good enough to keep as a template: `facelib enroll` refuses a failing one.
 #
 # The limits are data, one entry a measure: a side ("low": bad below, "high": bad above)
-# → (warn, fail) limits. Where they come from: the brightness and turn warnings are LIMITS'
-# own; sharpness warns below 40, about the 2nd percentile of clean LFW crops (45 on 300
-# random YuNet crops, measured when this was written), and fails below 15, where crops
-# blurred by σ 1.5 px lie; size warns below 60 px and fails below 32 px, and the tilt at
-# 20° and 40°: starting values. `python bench/quality_curves.py` measures how verification
-# accuracy of LFW validation people falls against each measure, to move them on.
+# → (warn, fail) limits, set on `python bench/quality_curves.py` (docs/benchmarks.md,
+# "Quality and accuracy": 200 validation pairs of robust-lighting-mild, a 64-px cpu-preset
+# model, one picture of each pair blurred, darkened or shrunk). Balanced accuracy 79.5%
+# clean; blur cost nothing down to a median sharpness of 26, 3 points at 11 and 6 at 6:
+# warn below 20, fail below 10. Darkening cost 8 points at a median brightness of 74 and
+# left chance at 42, light correction notwithstanding: warn below 90 (about the 2nd
+# percentile of clean LFW faces), fail below 60. Shrinking cost at most 2.5 points down to
+# 26 px (the model sees 64 px) and YuNet lost the face at 20: warn below 32, fail below 24;
+# a model of larger input would need larger faces. Washed out, tilt and turn were not
+# measured: LIMITS' warnings, and starting values for fail.
 QUALITY_LIMITS: dict[str, dict[str, tuple[float, float]]] = {
-    "face_px": {"low": (60, 32)},  # face box side in the picture, px
-    "sharpness": {"low": (40.0, 15.0)},  # variance of the Laplacian (`sharpness`)
+    "face_px": {"low": (32, 24)},  # face box side in the picture, px
+    "sharpness": {"low": (20.0, 10.0)},  # variance of the Laplacian (`sharpness`)
     "brightness": {  # mean grey of the face's middle, 0-255
-        "low": (LIMITS["darkest_brightness"], 40.0),
+        "low": (90.0, 60.0),
         "high": (LIMITS["brightest_brightness"], 230.0),
     },
     "eye_angle": {"high": (20.0, 40.0)},  # eye line off level, degrees
