@@ -254,8 +254,6 @@ def test_a_blurred_face_at_enrolment_shows_the_quality_warning_and_a_better_capt
     assert "the face is blurred" in text and "a better capture: hold still, and focus" in text
     people = [t.replace("\xa0", " ") for t in page.locator("select option").all_inner_texts()]
     assert not any(p.startswith("Blurry") for p in people)
-    # the verdict on the page carries the confidence line (a number or why there is none)
-    assert page.locator(".facelib-confidence").count() == 1
     _shot(page, "dashboard-quality.png")
 
 
