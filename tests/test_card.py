@@ -28,7 +28,9 @@ def test_a_card_written_before_the_schema_loads_and_saves_in_the_current_one(tmp
     assert card.training_crops == old["config"]["crops"] and card.evaluations == old["evaluations"]
     card.save(tmp_path)
     again = json.loads((tmp_path / "card.json").read_text())
-    assert again == {**old, "schema": SCHEMA}  # every key kept, nothing else changed
+    # Every key kept, nothing else changed; keys added since (issue 18's confidence) at their default.
+    added = {"confidence": None, "confidence_note": None}
+    assert again == {**old, "schema": SCHEMA, **added}
 
 
 @pytest.mark.tensorflow  # a real Keras model beside the old card

@@ -306,6 +306,8 @@ def test_calibrate_saves_a_calibration_that_verify_and_identify_use(run, model, 
     assert "8 same-person and 8 different-person pairs" in calibration["threshold_source"]
     assert calibration["open_set"]["pairs"] == (12 * 11 // 2) - 8 and "AUC " in out and "EER " in out
     assert f"threshold {calibration['threshold']:.4f}" in out
+    # a confidence mapping fitted on the same 16 pairs (5 of each kind are enough to try)
+    assert calibration["confidence"]["same_pairs"] == 8 and "confidence: " in out
 
     a, b = _picture(people, "Colin_Powell"), _picture(people, "Colin_Powell", 2)
     status, out, err = run("verify", a, b, "--model", model, "--calibration", "mine", "--json")
@@ -313,6 +315,7 @@ def test_calibrate_saves_a_calibration_that_verify_and_identify_use(run, model, 
     result = json.loads(out)
     assert result["threshold"] == calibration["threshold"]
     assert result["threshold_source"].startswith("calibration 'mine' (facelib calibrate on ")
+    assert 0 <= result["confidence"] <= 1 and result["confidence_source"].startswith("calibration 'mine': ")
     status, out, _ = run("verify", a, b, "--model", model, "--calibration", "mine")
     assert f"threshold {calibration['threshold']:.4f}: calibration 'mine'" in out
     status, out, _ = run("verify", a, b, "--model", model)
@@ -323,6 +326,51 @@ def test_calibrate_saves_a_calibration_that_verify_and_identify_use(run, model, 
     )
     assert status == 0, err
     assert json.loads(out)[0]["calibration"] == "mine"
+
+
+def test_verify_and_identify_give_the_confidence_of_the_calibration_in_use(run, model, people):
+    """The confidence is the mapping of the calibration that set the threshold, named; a
+    calibration without one gives None and says why, never an error."""
+    from facelib.core import config
+    from facelib.recognition.calibration import Calibration, save_calibration
+    from facelib.recognition.confidence import fit_confidence
+    from facelib.recognition.identification import ImpostorCurve
+
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0, 2, 2000)
+    mapping = fit_confidence(d, rng.random(2000) < 1 / (1 + np.exp(8 * (d - 1))), "test: synthetic pairs")
+    curve = ImpostorCurve.from_distances(np.linspace(0.5, 1.5, 1000), source="test")
+    save_calibration(config.models_dir() / model, Calibration("sure", 1.0, "test", curve, confidence=mapping))
+    save_calibration(
+        config.models_dir() / model, Calibration("bare", 1.0, "test", None, confidence_note="none here")
+    )
+    a, b = _picture(people, "Colin_Powell"), _picture(people, "Tony_Blair")
+
+    status, out, err = run("verify", a, b, "--model", model, "--calibration", "sure", "--json")
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["confidence"] == pytest.approx(mapping(result["distance"]))
+    assert result["calibration"] == "sure" and "test: synthetic pairs" in result["confidence_source"]
+    status, out, _ = run("verify", a, b, "--model", model, "--calibration", "sure")
+    assert f"(P(same person) {100 * mapping(result['distance']):.0f}%)" in out.splitlines()[0]
+    assert any(line.startswith("  confidence: calibration 'sure': ") for line in out.splitlines())
+
+    status, out, err = run("verify", a, b, "--model", model, "--calibration", "bare", "--json")
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["confidence"] is None and result["confidence_note"] == "none here"
+    # the model card's own: a number when training could fit one, else None with the reason
+    card = ModelCard.load(config.models_dir() / model)
+    result = json.loads(run("verify", a, b, "--model", model, "--json")[1])
+    assert (result["confidence"] is None) == (card.confidence is None)
+    assert result["calibration"] == "lfw" and (result["confidence_source"] or result["confidence_note"])
+
+    status, out, err = run(
+        "identify", a, "--known", people, "--model", model, "--calibration", "sure", "--json"
+    )
+    assert status == 0, err
+    row = json.loads(out)[0]
+    assert row["confidence"] == pytest.approx(mapping(row["distance"]))
 
 
 def test_calibrate_names_the_calibration_after_the_folder_by_default(run, model, people):
@@ -506,6 +554,39 @@ def test_enroll_refuses_a_photo_set_without_a_face_and_a_name_like_a_path(run, m
         )
         assert "is not a usable name" in message
     assert not (tmp_path / "evil").exists() and not gallery.exists()
+
+
+def test_enroll_refuses_a_blurred_face_says_why_and_takes_it_with_force(run, model, people, tmp_path):
+    """A face blurred past the quality check's fail limit is not enrolled (the reason and
+    a better capture are said); --force enrolls it; verify reports what it judged."""
+    sharp = _picture(people, "Colin_Powell")
+    blurred = tmp_path / "blurred.jpg"
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(cv2.imread(str(sharp)), (0, 0), 4.0))
+    gallery = tmp_path / "gallery"
+
+    message = _error(run("enroll", "Colin", blurred, "--gallery", gallery, "--model", model))
+    assert (
+        "nothing enrolled for Colin: the face fails the quality check (blurred.jpg: the face is blurred"
+        in message
+    )
+    assert "hold still, and focus" in message and message.endswith("give --force to enroll it anyway")
+    assert not (gallery / "gallery.json").exists()
+
+    status, out, err = run("enroll", "Colin", sharp, blurred, "--gallery", gallery, "--model", model)
+    assert status == 0, err
+    assert "enrolled Colin: 1 picture; Colin now has 1 template" in out
+    assert "blurred.jpg: not enrolled, quality fail: the face is blurred" in out and "--force" in out
+
+    status, out, err = run("enroll", "Colin", blurred, "--force", "--gallery", gallery, "--model", model)
+    assert status == 0, err
+    assert "Colin now has 2 templates" in out and "(enrolled anyway: --force)" in out
+
+    status, out, err = run("verify", sharp, blurred, "--model", model, "--json")
+    assert status == 0, err
+    faces = json.loads(out)["faces"]
+    assert faces[0]["quality"]["status"] == "pass" and faces[1]["quality"]["status"] == "fail"
+    assert faces[1]["quality"]["measures"]["sharpness"]["status"] == "fail"
+    assert json.loads(out)["quality_warnings"][0].startswith("image 2: fail: the face is blurred")
 
 
 def test_identify_with_nobody_enrolled_or_only_another_models_templates(run, model, people, tmp_path):

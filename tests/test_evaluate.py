@@ -144,6 +144,38 @@ def test_evaluating_again_keeps_the_threshold_unless_recalibrating(run_name, few
     assert len(card.evaluations) == 3
 
 
+def test_evaluate_fits_the_confidence_of_a_card_without_one_and_keeps_it_after(
+    run_name, few_pairs, monkeypatch
+):
+    """A card from before confidences: evaluate measures the validation people (here a
+    stand-in with a known mapping) and stores the mapping; the next evaluation keeps it."""
+    from facelib.evaluation import evaluate as evaluate_module
+    from facelib.recognition.calibration import PeopleCalibration
+    from facelib.recognition.confidence import fit_confidence
+    from facelib.recognition.identification import ImpostorCurve
+
+    folder = config.models_dir() / run_name
+    ModelCard.update(folder, lambda card: setattr(card, "confidence", None))
+    had_curve = _card(run_name).open_set
+    rng = np.random.default_rng(0)
+    d = rng.uniform(0, 2, 1000)
+    mapping = fit_confidence(d, rng.random(1000) < 1 / (1 + np.exp(6 * (d - 1))), "stand-in pairs")
+    curve = ImpostorCurve.from_distances(np.linspace(0.5, 1.5, 100), source="stand-in")
+    measured = []
+    monkeypatch.setattr(
+        evaluate_module,
+        "validation_calibration",
+        lambda model, card: measured.append(card.name) or PeopleCalibration(curve, mapping, ""),
+    )
+    first = evaluate_model(run_name, view2=False, progress=False)
+    card = _card(run_name)
+    assert card.confidence == mapping.to_dict() and card.confidence_note is None
+    assert f"confidence: {mapping.describe()}" in first.threshold_note
+    assert card.open_set == (had_curve or curve.to_dict())  # a curve it had is kept
+    evaluate_model(run_name, view2=False, progress=False)
+    assert len(measured) == 1 and _card(run_name).confidence == mapping.to_dict()
+
+
 def test_view2_keeps_only_pairs_of_unseen_people_and_view1_refuses_any(run_name, few_pairs):
     _, view2, view2_seen = few_pairs
     evaluation = evaluate_model(run_name, view2=True, save=False, progress=False)

@@ -6,7 +6,15 @@ import pytest
 
 from facelib.data.detection import Face
 from facelib.data.images import load_image
-from facelib.data.quality import LIMITS, face_conditions, light_corrected
+from facelib.data.quality import (
+    LIMITS,
+    QUALITY_LIMITS,
+    face_conditions,
+    face_quality,
+    light_corrected,
+    rate,
+    sharpness,
+)
 from facelib.evaluation.robustness import side_light
 from facelib.recognition.verification import FaceVerifier
 
@@ -87,3 +95,84 @@ def test_verify_corrects_the_light_of_a_shaded_face_unless_told_not_to(smoke_mod
     assert found.light_corrected and not found_as_is.light_corrected
     assert crop.mean() > as_is.mean() + 10
     assert not corrected.face_crop(picture)[1].light_corrected  # LFW's own light: untouched
+
+
+# ------------------------------------------------------------------ enrolment quality
+
+
+def _textured(level: float = 128.0, side: int = 160, seed: int = 0) -> np.ndarray:
+    """A generated crop with detail at the scale of a face's (skin, hair, eyes): noise
+    smoothed over ~1 px around `level`."""
+    import cv2
+
+    noise = np.random.default_rng(seed).normal(0, 1, (side, side)).astype(np.float32)
+    detail = cv2.GaussianBlur(noise, (0, 0), 1.0)
+    grey = np.clip(level + 30.0 * detail / detail.std(), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+LEVEL_EYES = [[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]]
+
+
+def test_a_sharp_well_lit_large_frontal_face_passes():
+    report = face_quality(_textured(), _face(120, LEVEL_EYES))
+    assert report.status == "pass" and report.reasons == [] and report.advice == []
+    assert report.value("eye_angle") == pytest.approx(0.0) and report.value("face_px") == 120
+    assert report.summary() == "pass"
+
+
+def test_sharp_against_blurred():
+    import cv2
+
+    crop = _textured()
+    sharp, blurred = sharpness(crop), sharpness(cv2.GaussianBlur(crop, (0, 0), 3.0))
+    warn, fail = QUALITY_LIMITS["sharpness"]["low"]
+    assert sharp > warn > fail > blurred
+    report = face_quality(cv2.GaussianBlur(crop, (0, 0), 3.0), _face(120, LEVEL_EYES))
+    assert report.status == "fail" and report.reasons == [f"the face is blurred (sharpness {blurred:.0f})"]
+    assert report.advice == ["hold still, and focus"]
+
+
+def test_bright_against_dark():
+    dark = face_quality(_textured(25.0), _face(120, LEVEL_EYES))
+    assert dark.status == "fail" and dark.advice == ["face the light"]
+    assert dark.reasons[0].startswith("the face is dark (brightness ")
+    warn, fail = QUALITY_LIMITS["brightness"]["low"]
+    dim = face_quality(_textured((warn + fail) / 2), _face(120, LEVEL_EYES))  # between the two
+    assert dim.status == "warn" and [m.name for m in dim.measures if m.status == "warn"] == ["brightness"]
+    washed = face_quality(_textured(240.0), _face(120, LEVEL_EYES))
+    assert washed.status == "fail" and washed.advice == ["step out of direct light"]
+    assert face_quality(_textured(128.0), _face(120, LEVEL_EYES)).status == "pass"
+
+
+def test_large_against_small():
+    crop = _textured()
+    assert face_quality(crop, _face(200)).value("face_px") == 200
+    small = face_quality(crop, _face(28))
+    assert small.status == "warn" and small.reasons == ["the face is small (28 px)"]
+    tiny = face_quality(crop, _face(20))
+    assert tiny.status == "fail" and tiny.advice == ["move closer to the camera"]
+
+
+def test_a_tilted_head_and_a_turned_face_are_named_and_a_missing_face_fails():
+    tilted = [[40, 40], [80, 80], [60, 60], [45, 90], [75, 90]]  # eye line at 45°
+    report = face_quality(_textured(), _face(120, tilted))
+    assert report.value("eye_angle") == pytest.approx(45.0) and report.status == "fail"
+    assert "hold the head level" in report.advice
+    turned = [[40, 50], [80, 50], [92, 70], [45, 90], [75, 90]]  # nose far off the eyes' middle
+    assert "look straight at the camera" in face_quality(_textured(), _face(120, turned)).advice
+    # no landmarks (Haar): pose is not measured, so it cannot fail the face
+    assert face_quality(_textured(), _face(120)).value("eye_angle") is None
+    nothing = face_quality(_textured(), None)
+    assert nothing.status == "fail" and nothing.reasons[0] == "no face was found"
+
+
+def test_the_limits_are_data_a_caller_can_change():
+    crop, face = _textured(), _face(28)
+    assert face_quality(crop, face).status == "warn"
+    relaxed = {**QUALITY_LIMITS, "face_px": {"low": (25, 20)}}
+    assert face_quality(crop, face, relaxed).status == "pass"
+    assert rate("face_px", None).status == "pass"  # not measurable: not held against the face
+    as_json = face_quality(_textured(25.0), face).to_dict()
+    assert as_json["status"] == "fail" and as_json["measures"]["brightness"]["status"] == "fail"
+    assert as_json["reasons"][0].startswith("the face is dark") and "face the light" in as_json["advice"]

@@ -13,7 +13,7 @@
     facelib verify A B [--model RUN|DIR] [--json] [--whole-image] [--calibration NAME]
                    [--runtime auto|keras|onnxruntime|tflite]
     facelib embed FILES... --out embeddings.npy [--model RUN|DIR]
-    facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace]
+    facelib enroll NAME PHOTO|DIR... [--gallery DIR] [--model RUN|DIR] [--replace] [--force]
     facelib identify PHOTO|DIR... [--gallery DIR | --known FOLDER] [--model RUN|DIR] [--json]
                      [--fpir 0.01] [--margin 0.0] [--mode min|mean] [--calibration NAME]
     facelib calibrate --images FOLDER [--name NAME] [--model RUN|DIR]
@@ -350,7 +350,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
         print(json.dumps(result.to_dict(), indent=2))
         return
     verdict = "same person" if result.same_person else "different people"
-    print(f"distance {result.distance:.4f}  threshold {result.threshold:.4f}  →  {verdict}")
+    confidence = f"  (P(same person) {100 * result.confidence:.0f}%)" if result.confidence is not None else ""
+    print(f"distance {result.distance:.4f}  threshold {result.threshold:.4f}  →  {verdict}{confidence}")
     for path, face in zip((args.image1, args.image2), result.faces, strict=True):
         where = "centre of the picture (no face found)" if face.whole_image else f"face at {face.box}"
         extra = (
@@ -361,12 +362,17 @@ def cmd_verify(args: argparse.Namespace) -> None:
         conditions = (
             f"; outside the threshold's conditions: {', '.join(face.conditions)}" if face.conditions else ""
         )
-        print(f"  {path}: {where}{extra}{conditions}")
+        quality = (
+            f"; quality {face.quality.summary()}" if face.quality and face.quality.status != "pass" else ""
+        )
+        print(f"  {path}: {where}{extra}{conditions}{quality}")
     if result.caveats:
         print(
             "  thresholds are measured on evenly lit, frontal faces: a verdict on a picture outside "
             "those conditions is less reliable (facelib evaluate --robustness measures how much)"
         )
+    # P(same person) at this distance, with pairs of either kind equally likely beforehand
+    print(f"  confidence: {result.confidence_source or result.confidence_note}")
     print(
         f"  model {result.model} ({result.runtime}), detector {result.detector}, "
         f"{result.timings_ms['total']:.0f} ms"
@@ -395,21 +401,25 @@ def cmd_enroll(args: argparse.Namespace) -> None:
     )
     verifier = make_verifier(args)
     gallery = load_gallery(args, verifier)  # a damaged gallery fails before the work
-    embedded = folders.embed_pictures(verifier, [(name, Path(p)) for p in args.photos], keep_crops=True)
-    if not embedded.labels:
-        raise FacelibError(f"nothing enrolled: {embedded.skipped_summary()}")
-    for i, (embedding, crop) in enumerate(zip(embedded.embeddings, embedded.crops, strict=True)):
-        gallery.enroll(name, embedding, crop, replace=args.replace and i == 0)
-    templates = gallery.templates()
-    n = len(embedded.labels)
+    report = reports.enroll_pictures(verifier, gallery, name, args.photos, args.replace, args.force)
+    n = len(report.enrolled)
     replaced = " (replacing the earlier ones)" if args.replace else ""
+    count = report.templates[name]
     print(
         f"enrolled {name}: {n} picture{'s' if n > 1 else ''}{replaced}; {name} now has "
-        f"{len(templates[name])} template{'s' if len(templates[name]) > 1 else ''}"
+        f"{count} template{'s' if count > 1 else ''}"
     )
-    if embedded.skipped:
-        print(f"  {embedded.skipped_summary()}")
-    people = ", ".join(f"{person} ({len(rows)})" for person, rows in templates.items())
+    for path, quality in zip(report.enrolled, report.qualities, strict=True):
+        if quality is not None and quality.status != "pass":
+            forced = " (enrolled anyway: --force)" if quality.status == "fail" else ""
+            print(f"  {path.name}: quality {quality.summary()}{forced}")
+    for refused in report.refused:
+        print(
+            f"  {refused.path.name}: not enrolled, quality {refused.quality.summary()}; --force enrolls it anyway"
+        )
+    if report.skipped:
+        print(f"  {report.skipped}")
+    people = ", ".join(f"{person} ({rows})" for person, rows in report.templates.items())
     print(f"  gallery {gallery.folder}: {people}; model {gallery.model_id}")
     if gallery.foreign():
         print(f"  {len(gallery.foreign())} templates made by other models are kept there but not used")
@@ -464,10 +474,16 @@ def print_identification(report: reports.IdentifyReport) -> None:
         runner_up = decision.runner_up
         second = f", runner-up {runner_up.name} {runner_up.distance:.4f}" if runner_up else ""
         several = f", {r.faces} faces: kept the largest, most central" if r.faces > 1 else ""
+        # the nearest person taken as a 1:1 pair, by the calibration's confidence mapping
+        sure = (
+            f", P(same person as the nearest) {100 * r.confidence:.0f}%" if r.confidence is not None else ""
+        )
         print(
-            f"{r.picture}: {decision.name or 'unknown'} (distance {decision.distance:.4f}{second}{several})"
+            f"{r.picture}: {decision.name or 'unknown'} (distance {decision.distance:.4f}{second}{several}{sure})"
         )
         print(f"  {r.explanation}")
+        if r.quality is not None and r.quality.status != "pass":
+            print(f"  quality {r.quality.summary()}")
     if report.skipped:
         print(report.skipped)
 
@@ -498,6 +514,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         f"  AUC {report.auc:.4f}, EER {percent(report.eer)}; "
         f"open-set curve from {calibration.curve.pairs:,} different-person distances"
     )
+    if calibration.confidence is not None:
+        print(f"  confidence: {calibration.confidence.describe()}")
+    else:
+        print(f"  {calibration.confidence_note}")
     print(f"  {'replaced' if report.replaced else 'saved'}: {report.path}")
     print(f"  use it: facelib verify A B --calibration {name}; facelib identify PHOTO… --calibration {name}")
 
@@ -732,6 +752,11 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument(
         "--replace", action="store_true", help="replace the person's templates (of this model) by these"
     )
+    en.add_argument(
+        "--force",
+        action="store_true",
+        help="enroll faces that fail the quality check (too small, blurred, dark, tilted or turned) too",
+    )
     en.set_defaults(run=cmd_enroll)
 
     idf = verbs.add_parser("identify", help="who is in each photo: an enrolled person, or unknown")
@@ -829,6 +854,8 @@ def hint(exc: FacelibError) -> str:
             f"enroll them again with `facelib enroll NAME photo… --model {exc.model}`, or identify with "
             f"--model {exc.makers[0]}"
         )
+    if isinstance(exc, reports.PoorQualityError):
+        return "take another picture, or give --force to enroll it anyway"
     if isinstance(exc, reports.NoOpenSetCalibrationError):
         return (
             "calibrate on your own pictures instead: `facelib calibrate --images FOLDER --name NAME`, "

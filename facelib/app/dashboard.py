@@ -194,7 +194,33 @@ def verdict_html(verdict: Verdict, sequence: int) -> str:
     <div style="position:absolute;left:50%;top:-3px;width:2px;height:20px;background:#000"></div>
   </div>
   <small>closer than the black mark: same person · {verdict.elapsed_ms:.0f} ms</small>
+  {confidence_html(verdict)}
 </div>"""
+
+
+def confidence_html(verdict: Verdict) -> str:
+    """P(same person) and the calibration that gives it, or why there is none."""
+    calibration = html.escape(verdict.calibration)
+    if verdict.confidence is None:
+        return f'<div class="facelib-confidence"><small>{html.escape(verdict.confidence_note)}</small></div>'
+    return (
+        f'<div class="facelib-confidence">P(same person) <b>{100 * verdict.confidence:.0f}%</b> '
+        f"<small>(calibration <b>{calibration}</b>; pairs like its own, same and different "
+        "equally likely beforehand)</small></div>"
+    )
+
+
+def quality_html(quality) -> str:
+    """A face's quality problems and what to change in the capture ("" when it passes)."""
+    if quality is None or quality.status == "pass":
+        return ""
+    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in quality.reasons)
+    advice = html.escape(", ".join(quality.advice))
+    return (
+        f'<div class="facelib-quality" data-status="{quality.status}"><small>quality '
+        f'<b>{quality.status}</b>:</small><ul style="margin:2px 0">{reasons}</ul>'
+        f"<small>a better capture: {advice}</small></div>"
+    )
 
 
 def decision_html(decision: Decision, calibration: str) -> str:
@@ -496,8 +522,13 @@ class Dashboard:
 
     def show(self, outcome: Outcome) -> None:
         """Put what the controller returned into the page."""
-        self._say(outcome.message, "error" if outcome.is_error else "info")
         picture = outcome.picture
+        kind = "error" if outcome.is_error else "info"
+        if outcome.target == "enroll" and picture is not None and quality_html(picture.quality):
+            # the reasons and a better capture, under the message, as a list
+            self._say_html(html.escape(outcome.message) + quality_html(picture.quality), kind)
+        else:
+            self._say(outcome.message, kind)
         if picture is not None and outcome.target == "reference":
             self.reference_view.value, self.reference_crop.value = picture.picture_jpeg, picture.crop_jpeg
         if picture is not None and outcome.target in PROBE_TARGETS:

@@ -34,6 +34,7 @@ import numpy as np
 from facelib.core.decision import embedding_distance, same_person
 from facelib.core.errors import FacelibError
 from facelib.data.images import decode_bytes
+from facelib.data.quality import QualityReport
 from facelib.evaluation.evaluate import VIEW1_DISTANCES
 from facelib.recognition.calibration import (
     CALIBRATION_PEOPLE,
@@ -71,6 +72,7 @@ class AnalysedPicture:
     faces_found: int
     whole_image: bool
     conditions: list[str] = field(default_factory=list)  # facelib.data.quality, in words
+    quality: QualityReport | None = None  # quality.face_quality: size, sharpness, exposure, pose
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class Verdict:
     threshold: float
     same_person: bool
     elapsed_ms: float  # from the picture's arrival in the kernel to this verdict
+    # P(same person) by the confidence mapping of the calibration in use (`calibration`);
+    # None without one, and `confidence_note` says why.
+    confidence: float | None = None
+    calibration: str = CARD
+    confidence_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -304,7 +311,21 @@ class DashboardController:
                 f"; outside the usual conditions of a threshold ({', '.join(picture.conditions)}): "
                 "the verdict is less reliable, try even light facing the camera"
             )
+        quality = picture.quality
+        if target == "enroll" and quality is not None and quality.status == "fail":
+            # As `facelib enroll` without --force: a failing face makes a poor template.
+            return Outcome(
+                f"Not enrolled: {'; '.join(quality.reasons)}. For a better capture: "
+                f"{', '.join(quality.advice)}.",
+                is_error=True,
+                target=target,
+                picture=picture,
+            )
         if target == "enroll":
+            if quality is not None and quality.status == "warn":
+                note += (
+                    f"; quality: {'; '.join(quality.reasons)} (a better capture: {', '.join(quality.advice)})"
+                )
             name = enroll_name.strip()
             entry = self.gallery.enroll(name, picture.embedding, picture.crop_rgb)
             count = sum(e.name == entry.name and e.model_id == entry.model_id for e in self.gallery.entries)
@@ -352,6 +373,7 @@ class DashboardController:
             found.faces_found,
             found.whole_image,
             found.conditions,
+            found.quality,
         )
 
     def compare(self, start: float) -> Verdict | None:
@@ -363,7 +385,18 @@ class DashboardController:
         distance = float(embedding_distance(self.reference.embedding, self.probe.embedding))
         self.verdicts += 1
         elapsed_ms = 1000 * (time.perf_counter() - start)
-        return Verdict(distance, threshold, same_person(distance, threshold), elapsed_ms)
+        calibration = getattr(self.verifier, "calibration", None)
+        confidence = calibration.confidence_of(distance) if calibration is not None else None
+        note = calibration.confidence_note if calibration is not None else ""
+        return Verdict(
+            distance,
+            threshold,
+            same_person(distance, threshold),
+            elapsed_ms,
+            confidence,
+            self.calibration_name,
+            note,
+        )
 
     def identify(self, embedding: np.ndarray) -> Decision | None:
         """Who the probe is among the enrolled people; None when nobody usable is enrolled."""

@@ -6,6 +6,7 @@
     t = best_threshold(distances, same, balanced=True)
     accuracies, thresholds = cross_validated_accuracy(distances, same, stratified_folds(same))
     figures = figures_from_distances(mated, truth, strangers, fpirs=(0.01, 0.1))  # rank-1, DIR
+    ece = expected_calibration_error(probabilities, same)   # of a confidence P(same)
 
 A smaller distance means more alike; a pair is "same person" when its distance is
 below the threshold (`decision.same_person`, the one verdict rule, itself NumPy only).
@@ -101,6 +102,43 @@ def cross_validated_accuracy(
         thresholds.append(t)
         accuracies.append(verdict_accuracy(distances[test], same[test], t, balanced))
     return accuracies, thresholds
+
+
+# ------------------------------------------------------------------ confidence
+
+
+CALIBRATION_BINS = 10  # equal-width bins of P(same) for the calibration error and diagram
+
+
+def reliability(
+    probabilities: np.ndarray, same: np.ndarray, bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of the predicted P(same): the mean prediction, the share of
+    same-person pairs, and the number of pairs (bins without pairs: NaN, NaN, 0)."""
+    probabilities = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
+    same = np.asarray(same, np.float64)
+    # Bin b holds [b/bins, (b+1)/bins); a probability of exactly 1 goes in the last bin.
+    index = np.minimum((probabilities * bins).astype(int), bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        predicted = np.bincount(index, probabilities, minlength=bins) / counts
+        observed = np.bincount(index, same, minlength=bins) / counts
+    return predicted, observed, counts
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, same: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """ECE: the gap between predicted P(same) and the observed share of same-person
+    pairs, per equal-width bin, weighted by the bin's share of pairs (0: calibrated)."""
+    predicted, observed, counts = reliability(probabilities, same, bins)
+    full = counts > 0
+    return float(np.sum(np.abs(predicted[full] - observed[full]) * counts[full]) / max(counts.sum(), 1))
+
+
+def brier_score(probabilities: np.ndarray, same: np.ndarray) -> float:
+    """Mean squared error of P(same) against the 0/1 truth."""
+    return float(np.mean((np.asarray(probabilities, np.float64) - np.asarray(same, np.float64)) ** 2))
 
 
 # ------------------------------------------------------------------ identification (1:N)

@@ -44,7 +44,7 @@ from facelib.data.crop import CropSettings
 from facelib.data.datasets import Pair
 from facelib.data.preprocess import output_dir, preprocess_dataset
 from facelib.evaluation.baselines import chi_square, lbp_embed
-from facelib.recognition.calibration import validation_curve
+from facelib.recognition.calibration import validation_calibration
 from facelib.recognition.card import ModelCard
 
 
@@ -308,7 +308,8 @@ def evaluate_model(
     """Score a model (a folder, a run name under models/, or None: the newest) on View 1
     and, with `view2`, View 2. `crops` scores another crop folder (none is made then).
     `save`: write eval/ and record the evaluation, the threshold and (when the card has
-    none, or with `recalibrate`) the validation people's open-set curve in the card."""
+    none, or with `recalibrate`) the validation people's open-set curve and confidence
+    mapping in the card."""
     from facelib.data.pipeline import embed_files  # TensorFlow
     from facelib.recognition.model import (  # Keras
         load_model_folder,
@@ -360,17 +361,28 @@ def evaluate_model(
         evaluation.threshold_in_use = card.threshold
         evaluation.threshold_note = "not saved: the card is unchanged"
         return evaluation
-    curve, curve_note = None, ""
-    if card.open_set is None or recalibrate:
+    measured, curve_note = None, ""
+    # The validation people's curve and confidence: measured for a card without them
+    # (models older than either), or again with `recalibrate`.
+    if card.open_set is None or card.confidence is None or recalibrate:
         try:
-            curve = validation_curve(model, card).to_dict()
-        except FacelibError as exc:  # identification only: the scores above still stand
-            curve_note = f"; no open-set calibration: {exc}"
+            measured = validation_calibration(model, card)
+        except FacelibError as exc:  # identification and confidence only: the scores above still stand
+            curve_note = f"; no open-set calibration nor confidence: {exc}"
+        else:
+            if measured.confidence is not None:
+                curve_note = f"; confidence: {measured.confidence.describe()}"
+            elif card.confidence is None or recalibrate:
+                curve_note = f"; {measured.confidence_note}"
 
     def record(fresh: ModelCard) -> None:
         record_threshold(fresh, evaluation, tta, view2, recalibrate)
-        if curve is not None and (fresh.open_set is None or recalibrate):
-            fresh.open_set = curve
+        if measured is not None:
+            measured.store_in(
+                fresh,
+                curve=fresh.open_set is None or recalibrate,
+                confidence=fresh.confidence is None or recalibrate,
+            )
 
     ModelCard.update(folder, record)
     evaluation.threshold_note += curve_note

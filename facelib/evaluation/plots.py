@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from facelib.core.decision import same_person
+from facelib.core.metrics import expected_calibration_error, reliability
 from facelib.core.metrics import roc as roc_points
 from facelib.data.crop import CropSettings, crop_picture, detect_faces
 from facelib.data.datasets import Census
@@ -281,5 +282,30 @@ def robustness(reports: dict) -> Figure:
     ax.set_ylabel("validation AUC")
     ax.set_title("One picture of each validation pair degraded (dotted: chance)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(probabilities, same, title: str = "", bins: int = 10) -> Figure:
+    """Predicted P(same person) against the observed share of same-person pairs, per
+    bin (a calibrated confidence lies on the diagonal), with the pairs per bin below and
+    the expected calibration error (ECE) in the title."""
+    predicted, observed, counts = reliability(probabilities, same, bins)
+    ece = expected_calibration_error(probabilities, same, bins)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(4.8, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 1], [0, 1], ls="--", color="grey", label="calibrated")
+    full = counts > 0
+    top.plot(predicted[full], observed[full], "o-", color="tab:blue", label="this confidence")
+    top.set_ylabel("share of same-person pairs")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"{title}{': ' if title else ''}ECE {ece:.3f}")
+    edges = np.linspace(0, 1, bins + 1)
+    bottom.bar(edges[:-1], counts, width=1 / bins, align="edge", color="tab:grey", edgecolor="white")
+    bottom.set_xlabel("predicted P(same person)")
+    bottom.set_ylabel("pairs")
     fig.tight_layout()
     return fig

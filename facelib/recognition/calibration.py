@@ -3,6 +3,7 @@
     calibration = resolve_calibration(folder, card)            # the card's own, "lfw"
     calibration = resolve_calibration(folder, card, "office")  # facelib calibrate's
     calibration.threshold, calibration.threshold_source, calibration.open_set_curve()
+    calibration.confidence_of(distance)    # P(same person), or None (calibration.confidence_note)
 
 A model has one built-in calibration, `lfw`: the card's View 1 threshold (`facelib
 evaluate`; until then the one training chose on its validation people) and the impostor
@@ -12,6 +13,12 @@ dashboard's gallery save others under <model>/calibrations/NAME.json. Verify, id
 `evaluate --images` and the dashboard all ask `resolve_calibration`, and none of them
 measures or writes anything: a model without a curve gets a message naming the command
 that makes one.
+
+Each calibration may hold a confidence mapping (facelib.recognition.confidence), fitted
+on the same kind of pairs as its threshold: the card's on the validation people of the
+training side (training, then `facelib evaluate` for a card without one), a named one on
+the pictures `facelib calibrate` was given. A calibration made before mappings existed
+has none: verify says so (`confidence_note`) instead of giving a number.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from facelib.core.metrics import best_threshold
 from facelib.data.folders import folder_pairs
 from facelib.data.preprocess import read_manifest
 from facelib.recognition.card import ModelCard
+from facelib.recognition.confidence import ConfidenceMap, fit_confidence, too_few_note
 from facelib.recognition.identification import ImpostorCurve
 
 CALIBRATIONS = "calibrations"  # folder of named calibrations inside a model folder
@@ -48,6 +56,20 @@ class Calibration:
     # How to make the missing curve, for the message of `open_set_curve`.
     remedy: str = field(default="run `facelib calibrate` again", compare=False)
     tta: bool = False  # for flip-averaged embeddings (the threshold evaluate --tta set)
+    confidence: ConfidenceMap | None = None  # distance → P(same person), fitted with it
+    # Why there is no confidence mapping, when there is none.
+    confidence_note: str = field(default="", compare=False)
+
+    def confidence_of(self, distance: float) -> float | None:
+        """P(same person) at this distance, by this calibration's mapping; None without one."""
+        return None if self.confidence is None else self.confidence(distance)
+
+    @property
+    def confidence_source(self) -> str:
+        """Which calibration and mapping gives the confidence, in words ("" without one)."""
+        if self.confidence is None:
+            return ""
+        return f"calibration {self.name!r}: {self.confidence.describe()}"
 
     def open_set_curve(self) -> ImpostorCurve:
         if self.curve is None:
@@ -60,20 +82,32 @@ class Calibration:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "open_set": self.curve.to_dict() if self.curve else None,
+            "confidence": self.confidence.to_dict() if self.confidence else None,
+            "confidence_note": self.confidence_note,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
         if not isinstance(data, dict):
             raise FacelibError(f"damaged calibration (not a JSON object but {type(data).__name__})")
-        curve = data.get("open_set")
+        curve, confidence = data.get("open_set"), data.get("confidence")
         return cls(
             str(data["name"]),
             float(data["threshold"]),
             str(data.get("threshold_source", "?")),
             ImpostorCurve.from_dict(curve) if curve else None,
+            confidence=ConfidenceMap.from_dict(confidence) if confidence else None,
+            confidence_note=str(
+                data.get("confidence_note")
+                or ("" if confidence else OLD_CALIBRATION_NOTE.format(name=data["name"]))
+            ),
         )
 
+
+OLD_CALIBRATION_NOTE = (
+    "no confidence: calibration {name!r} was made before facelib fitted confidences; "
+    "run `facelib calibrate` again to add one"
+)
 
 # ------------------------------------------------------------ the card's own: lfw
 
@@ -88,11 +122,41 @@ def card_calibration(card: ModelCard, folder: Path) -> Calibration:
     training chose on its validation people; the validation people's impostor curve."""
     remedy = card_remedy(folder)
     curve = ImpostorCurve.from_dict(card.open_set) if card.open_set else None
+    confidence = ConfidenceMap.from_dict(card.confidence) if card.confidence else None
+    note = "" if confidence else card_confidence_note(card, folder)
     if card.threshold is not None:
-        return Calibration(CARD, float(card.threshold), "LFW View 1 (facelib evaluate)", curve, remedy)
+        return Calibration(
+            CARD,
+            float(card.threshold),
+            "LFW View 1 (facelib evaluate)",
+            curve,
+            remedy,
+            False,
+            confidence,
+            note,
+        )
     if card.validation_threshold is not None:
-        return Calibration(CARD, float(card.validation_threshold), "training validation", curve, remedy)
+        return Calibration(
+            CARD,
+            float(card.validation_threshold),
+            "training validation",
+            curve,
+            remedy,
+            False,
+            confidence,
+            note,
+        )
     raise FacelibError(f"{folder} has no distance threshold; run `facelib evaluate --model {folder}`")
+
+
+def card_confidence_note(card: ModelCard, folder: Path) -> str:
+    """Why the card has no confidence mapping, and what makes one."""
+    if card.confidence_note:  # the reason training or evaluate recorded
+        return card.confidence_note
+    return (
+        f"no confidence: {folder.name}'s card was made before facelib fitted confidences; "
+        f"run `facelib evaluate --model {folder}` to fit one on its validation people"
+    )
 
 
 def tta_calibration(card: ModelCard, folder: Path) -> Calibration:
@@ -106,7 +170,12 @@ def tta_calibration(card: ModelCard, folder: Path) -> Calibration:
         row = evaluation.get("metrics", {}).get("view1 +TTA")
         if row and row.get("threshold") is not None:
             remedy = "the open-set curves are made of plain embeddings: identify without tta"
-            return Calibration(CARD, float(row["threshold"]), TTA_SOURCE, None, remedy, tta=True)
+            note = (
+                "no confidence: the confidence mapping was fitted on plain embeddings, not flip-averaged ones"
+            )
+            return Calibration(
+                CARD, float(row["threshold"]), TTA_SOURCE, None, remedy, tta=True, confidence_note=note
+            )
     raise FacelibError(
         f"{folder.name} has no threshold for flip test-time augmentation; run "
         f"`facelib evaluate --tta --model {folder}` (or give a threshold)"
@@ -131,21 +200,49 @@ def resolve_calibration(
 def validation_curve(model, card: ModelCard) -> ImpostorCurve:
     """The open-set calibration of a model: distances between pictures of different
     *validation* people (training side, never trained on, never test people)."""
+    return validation_calibration(model, card).curve
+
+
+@dataclass(frozen=True)
+class PeopleCalibration:
+    """What the card's calibration measures on the validation people: the impostor
+    curve, and the confidence mapping (None, with the reason, when too few pairs)."""
+
+    curve: ImpostorCurve
+    confidence: ConfidenceMap | None
+    confidence_note: str
+
+    def store_in(self, card: ModelCard, curve: bool = True, confidence: bool = True) -> None:
+        if curve:
+            card.open_set = self.curve.to_dict()
+        if confidence:
+            card.confidence = self.confidence.to_dict() if self.confidence else None
+            card.confidence_note = self.confidence_note or None
+
+
+def validation_calibration(model, card: ModelCard) -> PeopleCalibration:
+    """The impostor curve and confidence mapping of the model's validation people."""
     crops_root = config.processed_dir() / card.training_crops
-    return impostor_curve(model, crops_root, card.validation_identities, card.input_size)
+    return people_calibration(model, crops_root, card.validation_identities, card.input_size)
 
 
 def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) -> ImpostorCurve:
     """The impostor curve of `people`'s crops in `crops_root`, embedded by `model`."""
+    return people_calibration(model, crops_root, people, input_size).curve
+
+
+def people_calibration(model, crops_root: Path, people: list[str], input_size: int) -> PeopleCalibration:
+    """The impostor curve and confidence mapping of `people`'s crops in `crops_root`,
+    embedded by `model` once for both."""
     from facelib.data.pipeline import FaceSet  # TensorFlow
 
     faces = FaceSet.from_records(read_manifest(crops_root), crops_root, sorted(people))
-    return faces_curve(model, faces, input_size, Path(crops_root).name)
+    return faces_calibration(model, faces, input_size, Path(crops_root).name)
 
 
-def faces_curve(model, faces, input_size: int, where: str) -> ImpostorCurve:
-    """The impostor curve of a FaceSet's people (crops from any folders, e.g. the
-    validation people of several training sources)."""
+def faces_calibration(model, faces, input_size: int, where: str) -> PeopleCalibration:
+    """The impostor curve and confidence mapping of a FaceSet's people (crops from any
+    folders, e.g. the validation people of several training sources), embedded once."""
     from facelib.data.pipeline import embed_files  # TensorFlow
 
     if len(faces.identities) < 2:
@@ -158,7 +255,17 @@ def faces_curve(model, faces, input_size: int, where: str) -> ImpostorCurve:
         f"validation people of the training side: {len(faces.identities)} people, "
         f"{faces.images} pictures ({where})"
     )
-    return ImpostorCurve.from_embeddings(embeddings, labels, source)
+    curve = ImpostorCurve.from_embeddings(embeddings, labels, source)
+    index = folder_pairs(labels)
+    confidence, note = confidence_of_pairs(index.distances(embeddings), index.same, source)
+    return PeopleCalibration(curve, confidence, note)
+
+
+def confidence_of_pairs(distances, same, source: str) -> tuple[ConfidenceMap | None, str]:
+    """The confidence mapping fitted on these pairs, or None and why."""
+    mapping = fit_confidence(distances, same, source)
+    same = np.asarray(same, bool)
+    return mapping, "" if mapping else too_few_note(int(same.sum()), int((~same).sum()))
 
 
 # ------------------------------------------------------------------ named ones
@@ -258,14 +365,18 @@ def calibration_from_embeddings(embeddings, labels, name: str, source: str, seed
     folders.MAX_SAME_PAIRS) and a seeded sample of as many different-person pairs
     (`folders.folder_pairs`); the impostor curve comes from every different-person pair
     (`ImpostorCurve.from_embeddings`). `source` says where the pictures came from; the
-    saved texts add the people, pictures and pairs counted."""
+    saved texts add the people, pictures and pairs counted. The confidence mapping is
+    fitted on the pairs the threshold was chosen on."""
     embeddings, labels = np.asarray(embeddings, np.float64), np.asarray(labels)
     readiness = CalibrationReadiness.of_labels(labels)
     if not readiness.ready:
         raise TooFewToCalibrateError(readiness)
     index = folder_pairs(labels, seed=seed)
-    threshold = best_threshold(index.distances(embeddings), index.same, balanced=True)
+    distances = index.distances(embeddings)
+    threshold = best_threshold(distances, index.same, balanced=True)
     counts = f"{readiness.people:,} people, {readiness.pictures:,} pictures"
     curve = ImpostorCurve.from_embeddings(embeddings, labels, source=f"{source}: {counts}", seed=seed)
     threshold_source = f"{source}: {counts}; {index.summary()}, balanced accuracy"
-    return Calibration(name, threshold, threshold_source, curve)
+    # The confidence on the same pairs as the threshold.
+    confidence, note = confidence_of_pairs(distances, index.same, f"{source}: {counts}")
+    return Calibration(name, threshold, threshold_source, curve, confidence=confidence, confidence_note=note)

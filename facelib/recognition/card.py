@@ -46,7 +46,8 @@ def _upgrade(data: dict, path: Path) -> dict:
 @dataclass
 class ModelCard:
     """One model's facts. Training sets those up to `tensorflow`; `facelib evaluate`
-    the LFW calibration (`threshold`, `metrics`, `crops`, `open_set`) and `evaluations`."""
+    the LFW calibration (`threshold`, `metrics`, `crops`, `open_set`, `confidence`) and
+    `evaluations`."""
 
     name: str
     input_size: int
@@ -81,6 +82,11 @@ class ModelCard:
     metrics: dict | None = None
     crops: str | None = None
     open_set: dict | None = None
+    # The LFW calibration's confidence mapping (confidence.ConfidenceMap.to_dict()), fitted
+    # on the validation people's pairs by training or `facelib evaluate`; when none could
+    # be fitted, the reason in `confidence_note`. Cards older than both: None, None.
+    confidence: dict | None = None
+    confidence_note: str | None = None
     evaluations: list[dict] = field(default_factory=list)
     # Keys this version does not know (a newer minor writer's): kept, written back.
     extra: dict = field(default_factory=dict)

@@ -23,6 +23,7 @@ import numpy as np
 from facelib.core.errors import FacelibError
 from facelib.core.metrics import equal_error_rate, roc_auc, tar_at_far, verdict_accuracy
 from facelib.data import folders
+from facelib.data.quality import QualityReport
 from facelib.recognition.calibration import (
     CARD,
     Calibration,
@@ -193,6 +194,75 @@ def calibrate_folder(verifier, people: folders.PeopleFolder, name: str) -> Folde
     )
 
 
+# ------------------------------------------------------------------ enroll pictures
+
+
+@dataclass
+class RefusedPicture:
+    """A picture not enrolled because its face failed the quality check."""
+
+    path: Path
+    quality: QualityReport
+
+
+@dataclass
+class EnrollReport:
+    """What `enroll_pictures` enrolled, left out for quality, and skipped."""
+
+    name: str
+    enrolled: list[Path]
+    qualities: list[QualityReport]  # of each enrolled picture: warnings stay visible
+    refused: list[RefusedPicture]
+    skipped: str  # folders.EmbeddedPictures.skipped_summary(): "" when none
+    templates: dict[str, int]  # each usable person's templates, after enrolling
+    forced: bool = False
+
+
+class PoorQualityError(FacelibError):
+    """Every picture offered for enrolment failed the quality check."""
+
+    def __init__(self, name: str, refused: list[RefusedPicture], skipped: str = ""):
+        self.name, self.refused = name, refused
+        reasons = "; ".join(f"{r.path.name}: {', '.join(r.quality.reasons)}" for r in refused)
+        advice = ", ".join(dict.fromkeys(a for r in refused for a in r.quality.advice))
+        super().__init__(
+            f"nothing enrolled for {name}: the face fails the quality check ({reasons}); "
+            f"a better picture: {advice}" + (f"; {skipped}" if skipped else "")
+        )
+
+
+def enroll_pictures(
+    verifier, gallery: Gallery, name: str, photos: list[str], replace: bool = False, force: bool = False
+) -> EnrollReport:
+    """Enroll each picture's face as a template of `name`. A face that fails the quality
+    check (quality.face_quality) is refused, unless `force`; one that only warns is
+    enrolled, its warnings reported. With `replace`, the first picture enrolled replaces
+    the person's templates of this model. Nothing usable: FacelibError."""
+    embedded = folders.embed_pictures(verifier, [(name, Path(p)) for p in photos], keep_crops=True)
+    if not embedded.labels:
+        raise FacelibError(f"nothing enrolled: {embedded.skipped_summary()}")
+    rows = range(len(embedded.labels))
+    refused = [
+        RefusedPicture(embedded.paths[i], embedded.faces[i].quality)
+        for i in rows
+        if not force and embedded.faces[i].quality is not None and embedded.faces[i].quality.status == "fail"
+    ]
+    kept = [i for i in rows if embedded.paths[i] not in {r.path for r in refused}]
+    if not kept:
+        raise PoorQualityError(name, refused, embedded.skipped_summary())
+    for n, i in enumerate(kept):
+        gallery.enroll(name, embedded.embeddings[i], embedded.crops[i], replace=replace and n == 0)
+    return EnrollReport(
+        name=name,
+        enrolled=[embedded.paths[i] for i in kept],
+        qualities=[embedded.faces[i].quality for i in kept],
+        refused=refused,
+        skipped=embedded.skipped_summary(),
+        templates={person: len(t) for person, t in gallery.templates().items()},
+        forced=force,
+    )
+
+
 # ------------------------------------------------------------------ identify pictures
 
 
@@ -266,6 +336,10 @@ class PictureIdentity:
     faces: int = 0
     box: list[int] | None = None
     skipped: folders.Skipped | None = None
+    # P(same person) of the probe and its nearest person taken as a 1:1 pair (the
+    # calibration's confidence mapping), not the chance that the name given is right.
+    confidence: float | None = None
+    quality: QualityReport | None = None  # of the probe's face (quality.face_quality)
 
     @property
     def explanation(self) -> str:
@@ -288,6 +362,8 @@ class IdentifyReport:
     skipped: str  # folders.EmbeddedPictures.skipped_summary() of the probes
     unmeasurable: UnmeasurableRate | None = None
     mean_of_several: bool = False  # mean templates of several pictures: more strangers named
+    confidence_source: str = ""  # the calibration's mapping, in words ("" without one)
+    confidence_note: str = ""  # why there is no confidence, when there is none
 
     def to_json(self) -> list[dict]:
         """One object per picture (the `identify --json` output)."""
@@ -296,6 +372,8 @@ class IdentifyReport:
             row = {"picture": r.picture, "calibration": self.calibration}
             if r.decision is not None:
                 row.update(r.decision.to_dict(), faces=r.faces, box=r.box, explanation=r.explanation)
+                row.update(confidence=r.confidence, confidence_note=self.confidence_note)
+                row.update(quality=r.quality.to_dict() if r.quality else None)
             else:
                 row.update(
                     name=None,
@@ -308,6 +386,9 @@ class IdentifyReport:
                     faces=0,
                     box=None,
                     explanation=r.explanation,
+                    confidence=None,
+                    confidence_note=self.confidence_note,
+                    quality=None,
                 )
             out.append(row)
         return out
@@ -340,7 +421,21 @@ def identify_pictures(
         if i in row:
             face = probes.faces[row[i]]
             decision = rule.decide(probes.embeddings[row[i]], templates)
-            results.append(PictureIdentity(picture, decision, face.faces_found, list(face.box)))
+            confidence = (
+                verifier.calibration.confidence_of(decision.distance)
+                if decision.distance is not None
+                else None
+            )
+            results.append(
+                PictureIdentity(
+                    picture,
+                    decision,
+                    face.faces_found,
+                    list(face.box),
+                    confidence=confidence,
+                    quality=face.quality,
+                )
+            )
         else:
             results.append(PictureIdentity(picture, skipped=skipped[Path(picture)]))
     return IdentifyReport(
@@ -354,6 +449,8 @@ def identify_pictures(
         skipped=probes.skipped_summary(),
         unmeasurable=rule.unmeasurable(templates, verifier.calibration_name),
         mean_of_several=mode == "mean" and any(len(t) > 1 for t in templates.values()),
+        confidence_source=verifier.calibration.confidence_source,
+        confidence_note=verifier.calibration.confidence_note,
     )
 
 

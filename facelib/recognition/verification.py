@@ -3,6 +3,7 @@
     import facelib
     result = facelib.verify("a.jpg", "b.jpg")          # newest model under models/
     result.same_person, result.distance, result.threshold
+    result.confidence                                  # P(same person), or None (confidence_note)
 
     verifier = facelib.FaceVerifier("models/cpu-batch_hard-112")   # load once
     verifier.verify(img1, img2)                         # paths, bytes, arrays, PIL images
@@ -35,9 +36,16 @@ from facelib.core.decision import embedding_distance, same_person
 from facelib.core.errors import FacelibError, NoFaceError
 from facelib.data.crop import CropSettings, crop_picture
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
-from facelib.data.quality import face_conditions, light_corrected
-from facelib.recognition.calibration import CARD, Calibration, card_remedy, resolve_calibration
+from facelib.data.quality import QualityReport, face_conditions, face_quality, light_corrected
+from facelib.recognition.calibration import (
+    CARD,
+    Calibration,
+    card_confidence_note,
+    card_remedy,
+    resolve_calibration,
+)
 from facelib.recognition.card import ModelCard
+from facelib.recognition.confidence import ConfidenceMap
 from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
 
 # What embeds the faces unless told otherwise: "auto" runs the model folder's float32 ONNX
@@ -61,6 +69,12 @@ class FaceFound:
     # "lit from one side", "small face (32 px)", "turned"): facelib.data.quality.
     conditions: list[str] = field(default_factory=list)
     light_corrected: bool = False  # brought to mid-grey before embedding (quality.light_corrected)
+    # Size, sharpness, exposure and pose, each pass / warn / fail with a reason
+    # (quality.face_quality, of the crop before light correction): what was judged.
+    quality: QualityReport | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "quality": self.quality.to_dict() if self.quality else None}
 
 
 @dataclass
@@ -74,6 +88,12 @@ class VerifyResult:
     threshold_source: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     runtime: str = "keras"  # what embedded the faces: keras, onnxruntime or tflite (an export)
+    # P(same person) at this distance, by the confidence mapping of the calibration that
+    # set the threshold (`calibration`); None when it has none, and `confidence_note` says why.
+    confidence: float | None = None
+    calibration: str = CARD
+    confidence_source: str = ""
+    confidence_note: str = ""
 
     @property
     def caveats(self) -> list[str]:
@@ -84,8 +104,22 @@ class VerifyResult:
             if face.conditions
         ]
 
+    @property
+    def quality_warnings(self) -> list[str]:
+        """Each picture whose face is below the enrolment quality, e.g. "image 1: fail: …"."""
+        return [
+            f"image {i}: {face.quality.summary()}"
+            for i, face in enumerate(self.faces, 1)
+            if face.quality is not None and face.quality.status != "pass"
+        ]
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "caveats": self.caveats}
+        return {
+            **asdict(self),
+            "faces": [f.to_dict() for f in self.faces],
+            "caveats": self.caveats,
+            "quality_warnings": self.quality_warnings,
+        }
 
 
 class FaceVerifier:
@@ -145,8 +179,19 @@ class FaceVerifier:
                 raise
             # A card without a threshold of its own: the given one, beside the card's curve.
             curve = None if tta or not self.card.open_set else ImpostorCurve.from_dict(self.card.open_set)
+            # The card's confidence mapping too: it maps distances, whatever the threshold.
+            confidence = (
+                None if tta or not self.card.confidence else ConfidenceMap.from_dict(self.card.confidence)
+            )
             self.calibration = Calibration(
-                CARD, float(threshold), "given", curve, card_remedy(self.folder), tta
+                CARD,
+                float(threshold),
+                "given",
+                curve,
+                card_remedy(self.folder),
+                tta,
+                confidence,
+                "" if confidence else card_confidence_note(self.card, self.folder),
             )
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "given"
@@ -273,6 +318,7 @@ class FaceVerifier:
         crop, info = crop_picture(rgb, self.detector, self.crop_settings)
         measured = face_conditions(crop, info.face)
         conditions = measured.warnings()
+        quality = face_quality(crop, info.face)
         corrected = light_corrected(crop, measured) if self.correct_light else crop
         changed = corrected is not crop
         if info.face is None:
@@ -280,9 +326,11 @@ class FaceVerifier:
                 raise NoFaceError(
                     f"{label}: no face found (try a frontal, well-lit picture, or allow the picture's centre: no_face='whole')"
                 )
-            return corrected, FaceFound(None, 0, True, (width, height), conditions, changed)
+            return corrected, FaceFound(None, 0, True, (width, height), conditions, changed, quality)
         box = tuple(int(v) for v in info.face.box)
-        return corrected, FaceFound(box, info.faces_found, False, (width, height), conditions, changed)
+        return corrected, FaceFound(
+            box, info.faces_found, False, (width, height), conditions, changed, quality
+        )
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Embeddings of stored-size crops (all the same size, as `face_crop` makes them)."""
@@ -302,6 +350,7 @@ class FaceVerifier:
         e = self.embed_crops([crop1, crop2])
         done = time.perf_counter()
         distance = embedding_distance(e[0], e[1])
+        calibration = self.calibration
         return VerifyResult(
             distance=distance,
             threshold=self.threshold,
@@ -316,6 +365,10 @@ class FaceVerifier:
                 "embed": round(1000 * (done - detected), 1),
                 "total": round(1000 * (done - start), 1),
             },
+            confidence=calibration.confidence_of(distance),
+            calibration=calibration.name,
+            confidence_source=calibration.confidence_source,
+            confidence_note=calibration.confidence_note,
         )
 
 

@@ -36,7 +36,7 @@ from facelib.core.files import write_json_atomic
 from facelib.core.machine import resolve_precision
 from facelib.data.pipeline import training_dataset
 from facelib.data.sources import bare_name
-from facelib.recognition.calibration import faces_curve
+from facelib.recognition.calibration import PeopleCalibration, faces_calibration
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import save_model_folder
 from facelib.training.assembly import (
@@ -194,7 +194,8 @@ def _train(
     # What is saved and scored: the embedding in float32 (a classifier head was for training only).
     model = in_float32(net.embedding_model, cfg, dist)
     threshold = validation.threshold(model)  # on every worker: predict runs on them all
-    curve = _open_set_curve(model, faces, cfg, run_name)  # on every worker too
+    # The validation people's impostor curve and confidence mapping, on every worker too.
+    measured = _validation_calibration(model, faces, cfg, run_name)
     projected = projector_pictures(model, faces.validation.paths, faces.validation.people, cfg.input_size)
     if not run.chief:
         save_on_worker(model, run_name)
@@ -202,7 +203,8 @@ def _train(
     card = _card(run, cfg, threshold, crops_root, faces, started, cpu, precision, plan, steps_run)
     if parent is not None:
         card.parent_model = parent_record(*parent, cfg)
-    card.open_set = curve
+    if measured is not None:
+        measured.store_in(card)
     save_model_folder(run.path, model, card)
     write_projector(run.path, projected)
     remove_backup(run.backup)  # only now: until model.keras and card.json exist, it is the run
@@ -238,15 +240,19 @@ def _fit(net: Assembled, batches, run: RunFolder, plan: Plan, callbacks, verbose
     return int(net.model.optimizer.iterations.numpy())
 
 
-def _open_set_curve(model, faces: Faces, cfg: TrainConfig, run_name: str) -> dict | None:
-    """The validation people's impostor curve, stored in the card so that identification
-    works without `facelib evaluate`; None (said) when too few of them have pictures."""
+def _validation_calibration(model, faces: Faces, cfg: TrainConfig, run_name: str) -> PeopleCalibration | None:
+    """The validation people's impostor curve and confidence mapping, stored in the card
+    so that identification and verify's confidence work without `facelib evaluate`;
+    None (said) when too few of them have pictures."""
     where = ", ".join(r["crops"] for r in faces.records)
     try:
-        return faces_curve(model, faces.validation, cfg.input_size, where).to_dict()
+        measured = faces_calibration(model, faces.validation, cfg.input_size, where)
     except FacelibError as exc:
-        print(f"{run_name}: no open-set curve ({exc})")
+        print(f"{run_name}: no open-set curve nor confidence ({exc})")
         return None
+    if measured.confidence is None:
+        print(f"{run_name}: {measured.confidence_note}")
+    return measured
 
 
 def _stream(cfg: TrainConfig, faces, data: tf.data.Dataset | None, start_step: int) -> tf.data.Dataset:

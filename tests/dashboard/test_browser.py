@@ -239,6 +239,24 @@ def test_two_captures_of_one_person_then_a_probe_shows_the_three_nearest(page, l
     page.set_viewport_size({"width": 1100, "height": 1500})
 
 
+def test_a_blurred_face_at_enrolment_shows_the_quality_warning_and_a_better_capture(page, lfw_root, tmp_path):
+    import cv2
+
+    blurred = tmp_path / "blurred.jpg"
+    picture = cv2.imread(str(lfw_root / "Colin_Powell" / "Colin_Powell_0002.jpg"))
+    cv2.imwrite(str(blurred), cv2.GaussianBlur(picture, (0, 0), 4.0))
+    page.get_by_placeholder("name to enroll").fill("Blurry")
+    _upload(page, "Upload enroll", blurred)
+    _wait_for_message(page, "Not enrolled: the face is blurred")
+    quality = page.locator(".facelib-quality")
+    assert quality.get_attribute("data-status") == "fail"
+    text = quality.inner_text()
+    assert "the face is blurred" in text and "a better capture: hold still, and focus" in text
+    people = [t.replace("\xa0", " ") for t in page.locator("select option").all_inner_texts()]
+    assert not any(p.startswith("Blurry") for p in people)
+    _shot(page, "dashboard-quality.png")
+
+
 def test_uploading_a_non_image_shows_a_message(page, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a picture")

@@ -32,6 +32,10 @@ def test_reference_then_probe_gives_a_verdict(controller, verifier, bush):
         verifier.threshold,
         same_person(expected, verifier.threshold),
         pytest.approx(verdict.elapsed_ms),
+        # P(same person) by the card's calibration (its mapping, when training fitted one)
+        verifier.calibration.confidence_of(verdict.distance),
+        "lfw",
+        verifier.calibration.confidence_note,
     )
     assert 0 < expected and verdict.elapsed_ms > 0
     assert controller.verdicts == 1

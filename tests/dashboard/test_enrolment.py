@@ -117,3 +117,45 @@ def test_gallery_of_another_model_is_flagged_not_mixed(smoke_model, gallery_dir,
     _capture(other, "probe", _bytes(bush[0]))  # distance 0 to George's entry, were it used
     assert "George" not in other.identity.value
     assert "Gallery empty (1 enrolled with another model, not comparable)" in other.identity.value
+
+
+# ------------------------------------------------- the quality check at enrolment
+
+
+def _blurred_jpeg(picture, sigma=4.0) -> bytes:
+    import cv2
+
+    return cv2.imencode(".jpg", cv2.GaussianBlur(cv2.imread(str(picture)), (0, 0), sigma))[1].tobytes()
+
+
+def test_a_blurred_face_is_not_enrolled_and_the_page_says_why_and_how_to_do_better(board, bush):
+    outcome = board.controller.handle_picture("enroll", _blurred_jpeg(bush[0]), enroll_name="George")
+    assert outcome.is_error and not outcome.gallery_changed and board.controller.gallery.names() == []
+    assert outcome.message.startswith("Not enrolled: the face is blurred (sharpness ")
+    assert outcome.message.endswith("For a better capture: hold still, and focus.")
+    board.show(outcome)
+    assert 'class="facelib-quality" data-status="fail"' in board.message.value
+    assert (
+        "<li>the face is blurred" in board.message.value
+        and "a better capture: hold still" in board.message.value
+    )
+    # the sharp picture of the same face is enrolled, with no quality note
+    outcome = board.controller.handle_picture("enroll", _bytes(bush[0]), enroll_name="George")
+    assert not outcome.is_error and outcome.message == "Enrolled George (first template)."
+    board.show(outcome)
+    assert "facelib-quality" not in board.message.value
+
+
+def test_the_verdict_names_the_calibration_of_its_confidence(board, bush):
+    controller = board.controller
+    controller.handle_picture("reference", _bytes(bush[0]))
+    outcome = controller.handle_picture("probe", _bytes(bush[1]))
+    verdict = outcome.verdict
+    assert verdict.calibration == "lfw"
+    calibration = controller.verifier.calibration
+    if calibration.confidence is not None:
+        assert verdict.confidence == calibration.confidence(verdict.distance)
+    else:
+        assert verdict.confidence is None and verdict.confidence_note == calibration.confidence_note
+    board.show(outcome)
+    assert 'class="facelib-confidence"' in board.result.value
