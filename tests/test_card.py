@@ -113,3 +113,19 @@ def test_each_sources_people_are_looked_for_in_its_own_crop_folder():
     ]
     lfw_only = ModelCard("lfw", 64, 32, config={"crops": "c"}, validation_identities=["Eve"])
     assert lfw_only.source_people() == [("c", ["Eve"])]
+
+
+def test_a_fine_tune_has_seen_everyone_its_parent_saw():
+    """A fine-tune's weights carry its parent's people: evaluate must leave their LFW
+    pairs out (View 2 holds View 1's training people) and check the parent's folders."""
+    card = ModelCard(
+        "fine-tuned",
+        64,
+        32,
+        training_identities=["Ann"],
+        validation_identities=["Bob"],
+        parent_model={"name": "lfw-model", "seen_identities": ["Carl", "Dora"], "folder_people": ["Eve"]},
+    )
+    assert card.seen_identities == {"Ann", "Bob", "Carl", "Dora"}
+    assert card.folder_people == {"Eve"}
+    assert ModelCard("old", 64, 32, parent_model={"name": "p"}).seen_identities == set()

@@ -110,6 +110,9 @@ def test_a_fine_tune_starts_from_the_model_with_its_early_stages_frozen(folder_r
     assert card.parent_model["name"] == "two-folders" and card.parent_model["freeze_until"] == "stage2"
     assert [s["root"] for s in card.parent_model["data_sources"]] == own_folders
     assert card.data_sources[0]["manifest_sha256"]
+    # What the parent saw, the fine-tune has seen: evaluate leaves those people's LFW pairs out.
+    assert card.seen_identities >= ModelCard.load(parent).seen_identities
+    assert card.folder_people >= ModelCard.load(parent).folder_people
 
 
 def test_a_model_of_another_input_size_or_crop_policy_is_not_fine_tuned(folder_run, own_folders):

@@ -104,13 +104,14 @@ class ModelCard:
 
     @property
     def folder_people(self) -> set[str]:
-        """The people of the folders it trained on (or held out from them), by folder name."""
+        """The people of the folders it (or a model it was fine-tuned from) trained on or
+        held out from them, by folder name."""
         return {
             name
             for source in self.data_sources
             if source.get("kind") == "folder"
             for name in (*source.get("training_people", ()), *source.get("validation_people", ()))
-        }
+        } | set((self.parent_model or {}).get("folder_people", ()))
 
     def source_people(self, validation: bool = True) -> list[tuple[str, list[str]]]:
         """(crop folder under data/processed/, people as named there) of each source it
@@ -137,8 +138,10 @@ class ModelCard:
 
     @property
     def seen_identities(self) -> set[str]:
-        """Everyone the model trained or chose its threshold on."""
-        return set(self.training_identities) | set(self.validation_identities)
+        """Everyone the model trained or chose its threshold on, and everyone the model
+        it was fine-tuned from had (its weights carry them)."""
+        inherited = set((self.parent_model or {}).get("seen_identities", ()))
+        return set(self.training_identities) | set(self.validation_identities) | inherited
 
     # ------------------------------------------------------------- (de)serialising
 
