@@ -81,3 +81,51 @@ def test_updates_from_two_processes_at_once_lose_nothing(tmp_path):
     assert [w.exitcode for w in workers] == [0, 0]
     tags = sorted(e["by"] for e in ModelCard.load(tmp_path).evaluations)
     assert tags == ["a"] * 5 + ["b"] * 5
+
+
+def test_each_sources_people_are_looked_for_in_its_own_crop_folder():
+    """Evaluate's recalibration and export's check crops read a folder's people from the
+    folder's crops, not from the LFW crop folder the config names (where they are not)."""
+    card = ModelCard(
+        "mixed",
+        64,
+        32,
+        config={"crops": "lfw-deepfunneled-yunet-160"},
+        training_identities=["Ann", "Bob", "Carl", "Dora"],
+        validation_identities=["Eve", "Fay", "Gil", "Hal"],
+        data_sources=[
+            {"kind": "lfw", "crops": "lfw-deepfunneled-yunet-160", "validation_people": ["Eve", "Fay"]},
+            {
+                "kind": "folder",
+                "crops": "images-office-yunet-160",
+                "training_people": ["Carl", "Dora"],
+                "validation_people": ["Gil", "Hal"],
+            },
+        ],
+    )
+    assert card.source_people() == [
+        ("lfw-deepfunneled-yunet-160", ["Eve", "Fay"]),
+        ("images-office-yunet-160", ["Gil", "Hal"]),
+    ]
+    assert card.source_people(validation=False) == [
+        ("lfw-deepfunneled-yunet-160", ["Ann", "Bob"]),
+        ("images-office-yunet-160", ["Carl", "Dora"]),
+    ]
+    lfw_only = ModelCard("lfw", 64, 32, config={"crops": "c"}, validation_identities=["Eve"])
+    assert lfw_only.source_people() == [("c", ["Eve"])]
+
+
+def test_a_fine_tune_has_seen_everyone_its_parent_saw():
+    """A fine-tune's weights carry its parent's people: evaluate must leave their LFW
+    pairs out (View 2 holds View 1's training people) and check the parent's folders."""
+    card = ModelCard(
+        "fine-tuned",
+        64,
+        32,
+        training_identities=["Ann"],
+        validation_identities=["Bob"],
+        parent_model={"name": "lfw-model", "seen_identities": ["Carl", "Dora"], "folder_people": ["Eve"]},
+    )
+    assert card.seen_identities == {"Ann", "Bob", "Carl", "Dora"}
+    assert card.folder_people == {"Eve"}
+    assert ModelCard("old", 64, 32, parent_model={"name": "p"}).seen_identities == set()

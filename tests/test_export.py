@@ -186,6 +186,16 @@ def test_faceverifier_on_an_export_gives_the_same_verdicts(runtime, exported_mod
             assert result.runtime == runtime and result.to_dict()["runtime"] == runtime
             assert result.same_person == expected.same_person
             assert abs(result.distance - expected.distance) <= 2 * PARITY_TOLERANCE
+            # The confidence and each face's quality do not depend on what embedded the faces.
+            assert result.confidence == pytest.approx(expected.confidence, abs=1e-3)
+            assert (result.calibration, result.confidence_note) == (
+                expected.calibration,
+                expected.confidence_note,
+            )
+            assert [f.quality for f in result.faces] == [f.quality for f in expected.faces]
+            assert all(f.quality is not None for f in result.faces)
+    # The export folder's copy of the card carries the confidence mapping with it.
+    assert folder.card.confidence == exported.card.confidence
 
 
 def test_faceverifier_tta_on_an_export_matches_keras(exported_model, exports, lfw_root):

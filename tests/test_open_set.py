@@ -299,3 +299,18 @@ def test_enough_pictures_to_calibrate_is_three_people_with_two_pictures_each(cou
     else:
         with pytest.raises(TooFewToCalibrateError, match="give at least 3 people with 2 pictures"):
             require_calibration_pictures(counts)
+
+
+def test_validation_people_a_fine_tunes_parent_trained_on_are_refused():
+    """A fine-tune's weights carry its parent's people: its validation people are no
+    strangers if the parent trained on them."""
+    from facelib.evaluation.evaluate import IdentityOverlapError
+    from facelib.evaluation.open_set import split_people
+    from facelib.recognition.card import ModelCard
+
+    parent = {"name": "lfw-model", "seen_identities": ["Carl"]}
+    card = ModelCard("fine-tuned", 64, 32, training_identities=["Ann"], validation_identities=["Bob", "Carl"])
+    assert split_people(card, "validation") == ["Bob", "Carl"]
+    card.parent_model = parent
+    with pytest.raises(IdentityOverlapError, match="e.g. Carl"):
+        split_people(card, "validation")

@@ -13,6 +13,7 @@ from facelib.core import config
 from facelib.core.errors import ConfigError, FacelibError, RunFolderError
 from facelib.data import sources
 from facelib.evaluation.evaluate import Metrics, unchecked_folder_people
+from facelib.recognition.calibration import validation_calibration
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import load_model_folder
 from facelib.training.train import train
@@ -78,6 +79,14 @@ def test_two_folders_train_together_and_a_resume_continues_the_run(folder_run, o
     }
     crops = [config.processed_dir() / s["crops"] for s in card.data_sources]
     assert all((c / "manifest.csv").is_file() and (c / "origin.json").is_file() for c in crops)
+    # Training stored the folders' confidence and curve; `facelib evaluate --recalibrate`
+    # measures them again on the same people, in the folders' crops (not LFW's).
+    assert card.confidence is not None and card.open_set is not None
+    model, _ = load_model_folder(folder)
+    again = validation_calibration(model, card)
+    assert again.curve.source == card.open_set["source"]
+    assert all(s["crops"] in again.curve.source for s in card.data_sources)
+    assert again.confidence.same_pairs == card.confidence["same_pairs"]
 
 
 def test_a_fine_tune_starts_from_the_model_with_its_early_stages_frozen(folder_run, own_folders):
@@ -101,6 +110,9 @@ def test_a_fine_tune_starts_from_the_model_with_its_early_stages_frozen(folder_r
     assert card.parent_model["name"] == "two-folders" and card.parent_model["freeze_until"] == "stage2"
     assert [s["root"] for s in card.parent_model["data_sources"]] == own_folders
     assert card.data_sources[0]["manifest_sha256"]
+    # What the parent saw, the fine-tune has seen: evaluate leaves those people's LFW pairs out.
+    assert card.seen_identities >= ModelCard.load(parent).seen_identities
+    assert card.folder_people >= ModelCard.load(parent).folder_people
 
 
 def test_a_model_of_another_input_size_or_crop_policy_is_not_fine_tuned(folder_run, own_folders):

@@ -297,7 +297,8 @@ class OpenSetReport:
 
 def split_people(card: ModelCard, people: str) -> list[str]:
     """The people of a benchmark split, refusing any the model trained on."""
-    trained = set(card.training_identities)
+    # A fine-tune's weights also carry everyone its parent saw.
+    trained = set(card.training_identities) | set((card.parent_model or {}).get("seen_identities", ()))
     if people == "test":
         names = sorted(datasets.view1_people("test"))
         seen = card.seen_identities

@@ -221,9 +221,25 @@ class PeopleCalibration:
 
 
 def validation_calibration(model, card: ModelCard) -> PeopleCalibration:
-    """The impostor curve and confidence mapping of the model's validation people."""
-    crops_root = config.processed_dir() / card.training_crops
-    return people_calibration(model, crops_root, card.validation_identities, card.input_size)
+    """The impostor curve and confidence mapping of the model's validation people, of
+    every source it trained on (LFW's and its folders', each in its own crop folder)."""
+    from facelib.data.pipeline import FaceSet  # TensorFlow
+    from facelib.data.sources import merge
+
+    held_out = card.source_people(validation=True)
+    if len(held_out) == 1:
+        crops, people = held_out[0]
+        return people_calibration(model, config.processed_dir() / crops, people, card.input_size)
+    sets = []
+    for crops, people in held_out:
+        root = config.processed_dir() / crops
+        found = FaceSet.from_records(read_manifest(root), root, sorted(people))
+        # Named by crop folder too: two sources' namesakes are two people, as in training.
+        sets.append(
+            FaceSet([f"{crops}/{n}" for n in found.identities], found.paths, found.offsets, found.counts)
+        )
+    where = ", ".join(crops for crops, _ in held_out) or "no crop folder"
+    return faces_calibration(model, merge(sets), card.input_size, where)
 
 
 def impostor_curve(model, crops_root: Path, people: list[str], input_size: int) -> ImpostorCurve:

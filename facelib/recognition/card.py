@@ -104,18 +104,44 @@ class ModelCard:
 
     @property
     def folder_people(self) -> set[str]:
-        """The people of the folders it trained on (or held out from them), by folder name."""
+        """The people of the folders it (or a model it was fine-tuned from) trained on or
+        held out from them, by folder name."""
         return {
             name
             for source in self.data_sources
             if source.get("kind") == "folder"
             for name in (*source.get("training_people", ()), *source.get("validation_people", ()))
+        } | set((self.parent_model or {}).get("folder_people", ()))
+
+    def source_people(self, validation: bool = True) -> list[tuple[str, list[str]]]:
+        """(crop folder under data/processed/, people as named there) of each source it
+        trained on: the held-out validation people, or with `validation=False` the trained
+        ones. Folders' people are in their own crop folders, not in `training_crops`; a
+        card without data_sources (LFW alone) has its people in `training_crops`."""
+        which = "validation_people" if validation else "training_people"
+        if not self.data_sources:
+            names = self.validation_identities if validation else self.training_identities
+            return [(self.training_crops, list(names))] if self.training_crops else []
+        in_folders = {
+            n for s in self.data_sources if s.get("kind") == "folder" for n in s.get("training_people", ())
         }
+        found = []
+        for source in self.data_sources:
+            if source.get("kind") == "lfw" and not validation:
+                # LFW's record lists its validation people only; its trained people are the rest.
+                people = [n for n in self.training_identities if n not in in_folders]
+            else:
+                people = list(source.get(which, ()))
+            if source.get("crops"):
+                found.append((source["crops"], people))
+        return found
 
     @property
     def seen_identities(self) -> set[str]:
-        """Everyone the model trained or chose its threshold on."""
-        return set(self.training_identities) | set(self.validation_identities)
+        """Everyone the model trained or chose its threshold on, and everyone the model
+        it was fine-tuned from had (its weights carry them)."""
+        inherited = set((self.parent_model or {}).get("seen_identities", ()))
+        return set(self.training_identities) | set(self.validation_identities) | inherited
 
     # ------------------------------------------------------------- (de)serialising
 

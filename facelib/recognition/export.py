@@ -270,16 +270,25 @@ def calibration_crops(card: ModelCard, n: int) -> np.ndarray:
     from facelib.data.preprocess import read_manifest
 
     empty = np.zeros((0, card.input_size, card.input_size, 3), np.float32)
-    if not card.training_crops:
-        return empty
-    root = config.processed_dir() / card.training_crops
-    try:
-        records = read_manifest(root)
-    except FacelibError:
-        return empty
+    manifests: dict[str, list[dict]] = {}
+
+    def crops_of(sources) -> list[str]:
+        """The pictures of these (crop folder, people): each source's people in its own
+        crop folder (a model trained on folders of people has them there, not in LFW's)."""
+        paths = []
+        for crops, people in sources:
+            root = config.processed_dir() / crops
+            if crops not in manifests:
+                try:
+                    manifests[crops] = read_manifest(root)
+                except FacelibError:
+                    manifests[crops] = []
+            paths += FaceSet.from_records(manifests[crops], root, sorted(set(people))).paths
+        return paths
+
     paths: list[str] = []
-    for people in (card.validation_identities, card.training_identities):
-        found = FaceSet.from_records(records, root, sorted(set(people))).paths
+    for validation in (True, False):
+        found = crops_of(card.source_people(validation))
         wanted = n - len(paths)
         if len(found) > wanted:  # evenly spaced: every person's pictures, not the first few people's
             found = [found[i] for i in np.linspace(0, len(found) - 1, wanted).astype(int)]
@@ -334,8 +343,9 @@ def export_model(
         crops = np.asarray(crops, np.float32)
         if int8 and not len(crops):
             raise ExportError(
-                f"int8 calibration needs the training side's crops, and there are none of "
-                f"{card.training_crops!r} under {config.processed_dir()}: run `facelib preprocess` as for training"
+                f"int8 calibration needs the training side's crops, and there are none in "
+                f"{', '.join(c for c, _ in card.source_people()) or 'no crop folder'} under "
+                f"{config.processed_dir()}: run `facelib preprocess` (or train on the folders) as for training"
             )
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

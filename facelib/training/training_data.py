@@ -216,6 +216,10 @@ def parent_record(folder: Path, card: ModelCard, cfg: TrainConfig) -> dict:
             for s in card.data_sources
         ],
         "freeze_until": cfg.freeze_until,
+        # Everyone the parent (and its own parents) saw, by name: the fine-tune has seen
+        # them too, so `facelib evaluate` leaves their LFW pairs out and checks its folders.
+        "seen_identities": sorted(card.seen_identities),
+        "folder_people": sorted(card.folder_people),
     }
 
 
