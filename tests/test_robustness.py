@@ -140,3 +140,22 @@ def test_flip_tta_changes_the_embeddings_and_is_not_saved(smoke_model):
     assert (saved.read_bytes() if saved.exists() else None) == before
     assert flipped.note.startswith("flip test-time augmentation")
     assert flipped.row("none").best_threshold != plain.rows[0].best_threshold
+
+
+@pytest.mark.tensorflow
+def test_a_model_trained_on_folders_alone_is_sent_to_its_held_out_people(tmp_path):
+    """The suite degrades LFW validation people's pictures: a model with none (trained on
+    folders alone) gets the command that scores its own held-out people, not a lookup of
+    its folder people in LFW's crops."""
+    card = ModelCard(
+        "folders",
+        64,
+        32,
+        config={"crops": "lfw-deepfunneled-yunet-160"},
+        validation_identities=["office/Gil", "office/Hal"],
+        data_sources=[
+            {"kind": "folder", "crops": "images-office-yunet-160", "validation_people": ["Gil", "Hal"]},
+        ],
+    )
+    with pytest.raises(FacelibError, match="--held-out-of"):
+        suite_pairs(card, tmp_path)

@@ -190,8 +190,15 @@ def suite_pairs(card: ModelCard, crops_root: Path | None = None) -> SuitePairs:
     from facelib.data.pipeline import FaceSet, validation_pairs  # TensorFlow
 
     cfg = card.config
-    crops_root = crops_root or config.processed_dir() / card.training_crops
-    people = card.validation_identities
+    lfw = [(crops, people) for crops, people in card.source_people() if crops == card.training_crops]
+    if not lfw:  # trained on folders alone: the suite degrades LFW validation people's pictures
+        raise FacelibError(
+            "the robustness suite uses the LFW validation people of a model trained on LFW "
+            "(--with-lfw); score a model trained on folders alone on its held-out people: "
+            "facelib evaluate --images FOLDER --held-out-of RUN"
+        )
+    crops_root = crops_root or config.processed_dir() / lfw[0][0]
+    people = lfw[0][1]
     records = read_manifest(crops_root)
     faces = FaceSet.from_records(records, crops_root, sorted(people))
     if len(faces.identities) < 2 or not (faces.counts >= 2).any():
