@@ -184,7 +184,10 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(smoke_crops, tmp_pa
         "history.csv",
         "logs",
         "model.keras",
+        "sources",
     ]
+    # the training people's manifest, written once, by the chief
+    assert [p.name for p in (folder / "sources").iterdir()] == ["0-lfw.csv"]
     # TensorBoard's logs too: one events file a writer, the chief's
     assert len(list((folder / "logs" / "train").glob("events.*"))) == 1
     assert (folder / "logs" / "validation" / "projector_config.pbtxt").is_file()

@@ -209,7 +209,8 @@ def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None
     requested = json.loads(json.dumps(asdict(cfg)))
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     before_budgets = "minutes" not in saved
-    saved = {**defaults, **upgrade_settings(saved)}
+    # as config.json holds them (lists, not tuples), whether read from it or given
+    saved = json.loads(json.dumps({**defaults, **upgrade_settings(saved)}))
     if requested["precision"] == "auto" and saved["precision"] == auto_precision:
         saved["precision"] = "auto"
     if before_budgets:
