@@ -228,7 +228,7 @@ def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None
 
 def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
     """A fine-tune's short schedule, from the preset's: a tenth of the learning rate, a
-    third of the epochs, a quarter of the budget and little warm-up; and the shape of
+    third of the epochs, a quarter of the budget, little warm-up and no CosFace head; and the shape of
     the model it starts from (`parent`: its card's input_size, embedding_dim, config),
     whose crop policy (`crops`) it keeps."""
     settings = {
@@ -238,6 +238,10 @@ def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
         "input_size": parent["input_size"],
         "embedding_dim": parent["embedding_dim"],
         "head": parent.get("config", {}).get("head", base.head),
+        # the triplet loss alone: a new CosFace head starts at random, and its first
+        # gradients undid what the parent had learnt (docs/recipes.md, "Fine-tuning on a
+        # folder of people")
+        "classifier": "none",
     }
     if base.minutes is not None:
         settings["minutes"] = base.minutes / 4
