@@ -49,9 +49,10 @@ from facelib.recognition.confidence import ConfidenceMap
 from facelib.recognition.identification import DEFAULT_FPIR, ImpostorCurve, OpenSetRule
 
 # What embeds the faces unless told otherwise: "auto" runs the model folder's float32 ONNX
-# export on onnxruntime where `facelib export` made one (faster than Keras on this CPU, the
-# same embeddings: bench/export_runtimes.py, docs/benchmarks.md "Export runtimes"), else
-# Keras (model.keras). The thresholds are the model folder's card's either way.
+# export on onnxruntime where `facelib export` made one, else Keras (model.keras). Same
+# embeddings, faster on the Xeon with AVX512_BF16 it was measured on, not yet measured on an
+# AVX2-only CPU (bench/export_runtimes.py, docs/benchmarks.md "Export runtimes"). The
+# thresholds are the model folder's card's either way.
 DEFAULT_RUNTIME = "auto"
 
 
