@@ -67,6 +67,16 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "a 64-dimensional embedding instead of 128",
         {"embedding_dim": 64},
     ),
+    "dropout": (
+        "yunet",
+        "dropout of 40% of the pooled features before the embedding (ArcFace's output block)",
+        {"embedding_dropout": 0.4},
+    ),
+    "cosface-half": (
+        "yunet",
+        "the CosFace loss at half weight beside the triplet loss",
+        {"classifier_weight": 0.5},
+    ),
     "lighting-mild": (
         "yunet",
         "lighting augmentation on a third of the pictures, the rest as basic leaves them",

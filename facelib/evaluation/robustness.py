@@ -208,7 +208,9 @@ def suite_pairs(card: ModelCard, crops_root: Path | None = None) -> SuitePairs:
         )
     source = {str(crops_root / r["crop"]): r["source"] for r in records if r["crop"]}
     left, right, same = validation_pairs(
-        faces, int(cfg.get("validation_pairs") or 300), int(cfg.get("seed") or 0)
+        faces,
+        int(cfg.get("validation_pairs") or 300),
+        int(cfg["validation_seed"] if cfg.get("validation_seed") is not None else cfg.get("seed") or 0),
     )
     root = datasets.lfw_dir()
     return SuitePairs(

@@ -39,10 +39,13 @@ def build_embedding_model(
     embedding_dim: int = 128,
     weights: str | None = None,
     head: str = "l2",
+    dropout: float = 0.0,
 ) -> keras.Model:
     """`weights`: None (scratch), "imagenet" (needs internet), or a path to a
     facelib .keras model whose weights are copied. `head`: "l2" (unit-length
-    embeddings) or "relu" (the seed's unnormalised ReLU dense embedding, a baseline)."""
+    embeddings) or "relu" (the seed's unnormalised ReLU dense embedding, a baseline).
+    `dropout`: the share of pooled features dropped in training (it adds no weights, so
+    a model built without it takes the same weights)."""
     if head not in config.HEADS:
         raise ValueError(f"head must be one of {', '.join(config.HEADS)}, not {head!r}")
     imagenet = weights == "imagenet"
@@ -53,6 +56,8 @@ def build_embedding_model(
     )
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="embedding_dropout")(x)
     if head == "l2":
         x = layers.Dense(embedding_dim, name="embedding_dense")(x)
         # Centring the embeddings over the batch keeps them from collapsing onto one

@@ -73,7 +73,9 @@ def assemble(cfg: TrainConfig, identities: int, total_steps: int, dist: tf.distr
     """The compiled training model, its variables made under `dist`. The schedule spans
     `total_steps`; a budget not yet planned sets it after calibration."""
     with dist.scope():
-        embedding_model = build_embedding_model(cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head)
+        embedding_model = build_embedding_model(
+            cfg.input_size, cfg.embedding_dim, cfg.weights, cfg.head, cfg.embedding_dropout
+        )
         freeze(embedding_model, cfg.freeze_until)
         triplet = make_loss(cfg.mining, cfg.margin, cfg.soft_margin)
         if cfg.classifier == "none":
@@ -121,7 +123,8 @@ def in_float32(embedding_model: keras.Model, cfg: TrainConfig, dist: tf.distribu
     """The embedding model rebuilt in float32, without an optimizer. Layers keep the
     policy they were built under, and a saved model keeps its layers' policies and its
     optimizer: so the saved model (and verify, evaluate) computes in full precision
-    whatever precision it was trained in. Sets the global policy to float32."""
+    whatever precision it was trained in, and without the training's dropout. Sets the
+    global policy to float32."""
     keras.mixed_precision.set_global_policy("float32")
     with dist.scope():
         full = build_embedding_model(cfg.input_size, cfg.embedding_dim, None, cfg.head)

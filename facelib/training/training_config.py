@@ -32,9 +32,15 @@ class TrainConfig:
     mining: str = "batch_hard"  # random | batch_hard | batch_semihard
     input_size: int = 112
     embedding_dim: int = 128
+    # Dropout on the pooled features before the embedding layer (training only), as in
+    # ArcFace's BN-Dropout-FC-BN output block; 0: none.
+    embedding_dropout: float = 0.0
     head: str = "l2"  # l2 | relu (the seed's unnormalised embedding, a baseline)
     weights: str | None = None  # None (scratch) | "imagenet" | a facelib model folder
-    seed: int = 0
+    seed: int = 0  # weights' initialisation, batches, augmentation
+    # The people held out for validation and their pairs; None: `seed`. Fixed while
+    # `seed` varies, runs of several seeds are scored on the same people.
+    validation_seed: int | None = None
     validation_fraction: float = 0.1
     validation_pairs: int = 300  # same + as many different pairs, each epoch
     max_identities: int | None = None  # a subset of training identities (smoke tests)
@@ -112,8 +118,17 @@ class TrainConfig:
             raise ConfigError(
                 f"freeze_until must be one of {', '.join(FREEZE_POINTS)}, not {self.freeze_until!r}"
             )
+        if not 0 <= self.embedding_dropout < 1:
+            raise ConfigError(
+                f"embedding_dropout must be at least 0 and below 1, not {self.embedding_dropout}"
+            )
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes must be above 0, not {self.minutes}")
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that picks the validation people and pairs."""
+        return self.seed if self.validation_seed is None else self.validation_seed
 
     @staticmethod
     def preset(name: str, settings: dict | None = None, **overrides) -> TrainConfig:

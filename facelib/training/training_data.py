@@ -53,7 +53,7 @@ def gather(cfg: TrainConfig, crops_root: Path | None, run_path: Path, chief: boo
     if cfg.lfw_people:
         assert crops_root is not None
         split = training_split(
-            crops_root, cfg.validation_fraction, cfg.seed, cfg.max_identities, cfg.single_picture_people
+            crops_root, cfg.validation_fraction, cfg.split_seed, cfg.max_identities, cfg.single_picture_people
         )
         all_train.append(split.train)
         train.append(split.train.with_at_least(1 if cfg.single_picture_people else 2))
@@ -66,7 +66,7 @@ def gather(cfg: TrainConfig, crops_root: Path | None, run_path: Path, chief: boo
         source = sources.folder_source(
             listing,
             settings,
-            cfg.seed,
+            cfg.split_seed,
             cfg.validation_fraction,
             sources.text_sha256(listing.rows),
             cfg.single_picture_people,
@@ -83,7 +83,7 @@ def gather(cfg: TrainConfig, crops_root: Path | None, run_path: Path, chief: boo
         validation.append(source.validation)
         records.append({"name": source.name, **source.record})
     merged_validation = sources.merge(validation)
-    pairs = validation_pairs(merged_validation, cfg.validation_pairs, cfg.seed)
+    pairs = validation_pairs(merged_validation, cfg.validation_pairs, cfg.split_seed)
     return Faces(
         sources.merge(all_train),
         sources.merge(train),
