@@ -54,7 +54,7 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     ),
     "yunet-again": (
         "cpu",
-        "the `yunet` recipe again, same settings and seed, on the AMD EPYC with AVX512_BF16 (`yunet`: the Xeon with AMX)",
+        "the `yunet` settings again, same seed (run-to-run spread; the CPU column says where)",
         {"crops": "lfw-deepfunneled-yunet-160"},
     ),
     "singles": (

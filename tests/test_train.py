@@ -171,6 +171,14 @@ def test_dropout_before_the_embedding_acts_in_training_only_and_adds_no_weights(
     images = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3)).astype("float32")
     assert np.allclose(dropped(images, training=False), plain(images, training=False), atol=1e-6)
     assert not np.allclose(dropped(images, training=True), plain(images, training=True), atol=1e-3)
+    # what training saves is rebuilt without the dropout layer, with the same weights
+    from facelib.training.assembly import in_float32
+
+    cfg = TrainConfig.preset("smoke", input_size=40, embedding_dim=16, settings={"embedding_dropout": 0.5})
+    saved = in_float32(dropped, cfg, tf.distribute.get_strategy())
+    assert "embedding_dropout" not in [layer.name for layer in saved.layers]
+    # (the training call above moved the batch-norm statistics: compare with `dropped` now)
+    assert np.allclose(saved(images), dropped(images, training=False), atol=1e-6)
 
 
 def test_a_validation_seed_holds_out_the_same_people_whatever_the_training_seed(smoke_crops, tmp_path):
@@ -213,7 +221,7 @@ def test_smoke_training_lowers_the_loss(smoke_crops):
     from facelib.data.pipeline import training_dataset
 
     cfg = TrainConfig.preset("smoke", epochs=3, steps_per_epoch=8, schedule="constant", learning_rate=3e-4)
-    faces = training_split(smoke_crops, cfg.validation_fraction, cfg.seed, cfg.max_identities).train
+    faces = training_split(smoke_crops, cfg.validation_fraction, cfg.split_seed, cfg.max_identities).train
     batch = next(iter(training_dataset(faces.with_at_least(2), "batch_hard", cfg.p, cfg.k, cfg.input_size)))
     folder = train(cfg, "lowers-loss", verbose=0, data=tf.data.Dataset.from_tensors(batch).repeat())
     with open(folder / "history.csv") as f:

@@ -32,14 +32,15 @@ class TrainConfig:
     mining: str = "batch_hard"  # random | batch_hard | batch_semihard
     input_size: int = 112
     embedding_dim: int = 128
-    # Dropout on the pooled features before the embedding layer (training only), as in
+    # Dropout on the pooled features before the embedding layer (training only), after
     # ArcFace's BN-Dropout-FC-BN output block; 0: none.
     embedding_dropout: float = 0.0
     head: str = "l2"  # l2 | relu (the seed's unnormalised embedding, a baseline)
     weights: str | None = None  # None (scratch) | "imagenet" | a facelib model folder
     seed: int = 0  # weights' initialisation, batches, augmentation
-    # The people held out for validation and their pairs; None: `seed`. Fixed while
-    # `seed` varies, runs of several seeds are scored on the same people.
+    # The people held out for validation, their pairs and the max_identities subset;
+    # None: `seed`. Fixed while `seed` varies, runs of several seeds are scored on the
+    # same people.
     validation_seed: int | None = None
     validation_fraction: float = 0.1
     validation_pairs: int = 300  # same + as many different pairs, each epoch
