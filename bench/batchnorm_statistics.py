@@ -33,14 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 
+def split_seed(cfg: dict) -> int:
+    """The seed of the run's validation people and pairs (TrainConfig.split_seed, from its saved config)."""
+    return cfg["seed"] if cfg.get("validation_seed") is None else cfg["validation_seed"]
+
+
 def validation_auc(model, split, cfg: dict, input_size: int) -> tuple[float, float]:
     """AUC and the most accurate threshold on the run's validation pairs, as training scores them."""
     from facelib.core.metrics import best_threshold
     from facelib.data.pipeline import validation_pairs
     from facelib.training.training_callbacks import ValidationAUC, verification_auc
 
-    seed = cfg["seed"] if cfg.get("validation_seed") is None else cfg["validation_seed"]
-    left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], seed)
+    left, right, same = validation_pairs(split.validation, cfg["validation_pairs"], split_seed(cfg))
     distances = ValidationAUC(split.validation.paths, left, right, same, input_size).distances(model)
     return verification_auc(distances, same), best_threshold(distances, same.astype(bool))
 
@@ -82,13 +86,16 @@ def main() -> None:
             if args.save_as:
                 raise SystemExit("--save-as keeps a saved model's card; a backup has none")
             cfg = saved_config(config.models_dir() / run)
+            if cfg is None:
+                raise SystemExit(f"{config.models_dir() / run} has no config.json: no training run there")
         else:
             model, card = load_model_folder(config.models_dir() / run)
             cfg = card.config
         crops = config.processed_dir() / cfg["crops"]
         singles = cfg.get("single_picture_people", False)
-        split_seed = cfg["seed"] if cfg.get("validation_seed") is None else cfg["validation_seed"]
-        split = training_split(crops, cfg["validation_fraction"], split_seed, cfg["max_identities"], singles)
+        split = training_split(
+            crops, cfg["validation_fraction"], split_seed(cfg), cfg["max_identities"], singles
+        )
         if args.backup:
             model, cfg = from_backup(
                 config.models_dir() / run, len(split.train.with_at_least(1 if singles else 2).identities)
