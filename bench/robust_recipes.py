@@ -87,6 +87,21 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "lighting augmentation on a third of the pictures, the rest as basic leaves them",
         {"augmentation": "lighting-mild"},
     ),
+    "lighting-mild-again": (
+        "lighting-mild",
+        "the `lighting-mild` settings again, same seed, on another CPU than the first",
+        {},
+    ),
+    "robust-aug": (
+        "yunet",
+        "`robust` augmentation: lighting, then tilt, turn, small, blur and JPEG as a webcam takes it",
+        {"augmentation": "robust"},
+    ),
+    "yunet-seed1": (
+        "yunet",
+        "the `yunet` settings with training seed 1 (same validation people: validation_seed 0)",
+        {"seed": 1, "validation_seed": 0},
+    ),
 }
 # Runs stopped before the end, on purpose (docs/recipes.md says why); their row shows the
 # last epoch's validation AUC.
