@@ -102,6 +102,11 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "the `yunet` settings with training seed 1 (same validation people: validation_seed 0)",
         {"seed": 1, "validation_seed": 0},
     ),
+    "lighting-mild-seed1": (
+        "lighting-mild",
+        "the `lighting-mild` settings with training seed 1 (same validation people)",
+        {"seed": 1, "validation_seed": 0},
+    ),
 }
 # Runs stopped before the end, on purpose (docs/recipes.md says why); their row shows the
 # last epoch's validation AUC.
