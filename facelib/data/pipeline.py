@@ -224,8 +224,9 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     if strength in ("lighting", "robust"):
         image = relight(tf.clip_by_value(image, 0.0, 255.0), seeds[5])
     if strength == "lighting-mild":  # a third of the pictures relit, the rest as basic leaves them
-        relit = relight(tf.clip_by_value(image, 0.0, 255.0), seeds[5])
-        image = tf.where(_coin(seeds[7], 1 / 3), relit, image)
+        image = _sometimes(
+            seeds[7], 1 / 3, lambda x: relight(tf.clip_by_value(x, 0.0, 255.0), seeds[5]), image
+        )
     if strength == "robust":
         image = degrade(image, seeds[6])
     return tf.clip_by_value(image, 0.0, 255.0)
@@ -233,6 +234,14 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
 
 def _coin(seed, probability: float):
     return tf.random.stateless_uniform([], seed) < probability
+
+
+def _sometimes(seed, probability: float, change, image):
+    """`change(image)` on `probability` of the pictures, computed only for those: on a
+    2-core CPU the input pipeline shares the cores with the training step, and work
+    thrown away by a `tf.where` slows the step (docs/benchmarks.md, "Augmentation cost
+    in training")."""
+    return tf.cond(_coin(seed, probability), lambda: change(image), lambda: image)
 
 
 def relight(image, seed):
@@ -247,14 +256,13 @@ def relight(image, seed):
     along = tf.cos(angle) * axis[None, :] + tf.sin(angle) * axis[:, None]  # −1.4 … 1.4
     depth = tf.random.stateless_uniform([], seeds[1], 0.3, 0.75)
     shade = 1.0 - depth * tf.clip_by_value((along + 1.0) / 2.0, 0.0, 1.0)
-    image = tf.where(_coin(seeds[2], 0.5), image * shade[:, :, None], image)
+    image = _sometimes(seeds[2], 0.5, lambda x: x * shade[:, :, None], image)
     gamma = tf.exp(tf.random.stateless_uniform([], seeds[3], -0.7, 0.7))
-    image = tf.where(_coin(seeds[4], 0.5), 255.0 * tf.pow(image / 255.0 + 1e-6, gamma), image)
+    image = _sometimes(seeds[4], 0.5, lambda x: 255.0 * tf.pow(x / 255.0 + 1e-6, gamma), image)
     gains = tf.random.stateless_uniform([3], seeds[5], 0.75, 1.25)
-    image = tf.where(_coin(seeds[6], 0.5), image * gains, image)
+    image = _sometimes(seeds[6], 0.5, lambda x: x * gains, image)
     image = tf.clip_by_value(image, 0.0, 255.0)
-    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
-    return tf.where(_coin(seeds[7], 0.2), grey, image)
+    return _sometimes(seeds[7], 0.2, lambda x: tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x)), image)
 
 
 def degrade(image, seed):
