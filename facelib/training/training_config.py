@@ -244,9 +244,9 @@ def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None
 
 def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
     """A fine-tune's short schedule, from the preset's: a tenth of the learning rate, a
-    third of the epochs, a quarter of the budget, little warm-up and no CosFace head; and the shape of
-    the model it starts from (`parent`: its card's input_size, embedding_dim, config),
-    whose crop policy (`crops`) it keeps."""
+    third of the epochs, a quarter of the budget, little warm-up, no CosFace head and basic
+    augmentation; and the shape of the model it starts from (`parent`: its card's
+    input_size, embedding_dim, config), whose crop policy (`crops`) it keeps."""
     settings = {
         "learning_rate": base.learning_rate / 10,
         "epochs": max(1, base.epochs // 3),
@@ -258,6 +258,9 @@ def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
         # gradients undid what the parent had learnt (docs/recipes.md, "Fine-tuning on a
         # folder of people")
         "classifier": "none",
+        # the augmentation the fine-tunes were measured with; the preset's relighting was
+        # not tried on them
+        "augmentation": "basic",
     }
     if base.minutes is not None:
         settings["minutes"] = base.minutes / 4
