@@ -75,21 +75,33 @@ def test_strong_augmentation_stays_in_range_is_seeded_and_makes_grey_pictures():
 
 
 @pytest.mark.parametrize(
-    ("strength", "fewest_changed"), [("lighting", 15), ("lighting-mild", 4), ("robust", 15)]
+    ("strength", "fewest_changed"), [("lighting", 30), ("lighting-mild", 10), ("robust", 30)]
 )
 def test_lighting_and_robust_augmentations_stay_in_range_are_seeded_and_vary(strength, fewest_changed):
     image = _noise(40, 3)
-    outputs = [_augment(image, (seed, 0), strength) for seed in range(30)]
+    outputs = [_augment(image, (seed, 0), strength) for seed in range(60)]
     for out in outputs:
         assert out.shape == (SIZE, SIZE, 3) and out.min() >= 0.0 and out.max() <= 255.0
     assert np.array_equal(outputs[4], _augment(image, (4, 0), strength))
-    basic = [_augment(image, (seed, 0)) for seed in range(30)]
+    basic = [_augment(image, (seed, 0)) for seed in range(60)]
     changed = sum(not np.allclose(b, o, atol=1e-3) for b, o in zip(basic, outputs, strict=True))
-    assert fewest_changed <= changed < 30 if strength == "lighting-mild" else changed >= fewest_changed
+    # lighting-mild relights a third: about 20 of 60 (two thirds would be about 40)
+    assert fewest_changed <= changed <= 30 if strength == "lighting-mild" else changed >= fewest_changed
     # It only adds to the basic augmentation: its first draws are basic's own.
     seed = tf.constant([4, 0], tf.int64)
     first = tf.random.experimental.stateless_split(seed, 5).numpy()
     assert np.array_equal(first, tf.random.experimental.stateless_split(seed, 9).numpy()[:5])
+
+
+@pytest.mark.parametrize("strength", ["lighting", "lighting-mild", "robust"])
+def test_augment_gives_the_same_pictures_in_a_graph_as_eagerly(strength):
+    # tf.data runs augment as a graph, where its tf.cond branches are traced, not run
+    image = tf.constant(_noise(40, 5))
+    graph = tf.function(lambda seed: augment(image, SIZE, seed, strength))
+    for seed in range(12):
+        seed_pair = tf.constant([seed, 2], tf.int64)
+        eager = augment(image, SIZE, seed_pair, strength).numpy()
+        assert np.allclose(graph(seed_pair).numpy(), eager, atol=1e-3), seed
 
 
 def test_relight_shades_one_side_and_makes_some_pictures_grey():

@@ -237,10 +237,9 @@ def _coin(seed, probability: float):
 
 
 def _sometimes(seed, probability: float, change, image):
-    """`change(image)` on `probability` of the pictures, computed only for those: on a
-    2-core CPU the input pipeline shares the cores with the training step, and work
-    thrown away by a `tf.where` slows the step (docs/benchmarks.md, "Augmentation cost
-    in training")."""
+    """`change(image)` on `probability` of the pictures, computed only for those (a
+    `tf.where` computes both sides and throws one away); the input pipeline shares the
+    CPU with the training step."""
     return tf.cond(_coin(seed, probability), lambda: change(image), lambda: image)
 
 
