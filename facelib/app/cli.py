@@ -640,9 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--init-from",
         metavar="MODEL",
-        help="fine-tune a trained model (a run name or model folder): the same embedding network, a new "
-        "CosFace head for the new people, and a short schedule (a tenth of the learning rate, a third "
-        "of the epochs, a quarter of the budget); its input size and crop policy are kept",
+        help="fine-tune a trained model (a run name or model folder): the same embedding network, the "
+        "triplet loss alone, basic augmentation and a short schedule (a tenth of the learning rate, a "
+        "third of the epochs, a quarter of the budget); its input size and crop policy are kept",
     )
     tr.add_argument(
         "--freeze-until",
