@@ -5,8 +5,8 @@
 For each augmentation, at the `cpu` preset's size and precision on this machine:
 (1) the input pipeline alone (read + decode + augment + P×K), batches drawn as fast as
 it gives them; (2) training steps of ResNet50 with batch-hard triplet loss (no CosFace head) fed by that
-pipeline. Each measurement runs in a process of its own (in one process, the
-pipelines of earlier measurements slowed later ones), and rounds alternate the
+pipeline, the second of two epochs on one iterator. Each measurement runs in a process
+of its own, so that one measurement's pipelines cannot slow the next, and rounds alternate the
 augmentations so that a change in the machine's load falls on all of them; the table
 gives the median of the rounds and the ratio to the first augmentation. Writes
 docs/benchmarks.md.
@@ -62,11 +62,22 @@ def measure(augmentation: str, steps: int) -> dict:
     model.compile(
         optimizer=keras.optimizers.Adam(1e-4), loss=make_loss("batch_hard", cfg.margin, cfg.soft_margin)
     )
-    data = stream()
-    model.fit(data, epochs=1, steps_per_epoch=3, verbose=0)  # trace and warm up
-    start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    training = steps * batch / (time.perf_counter() - start)
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    timer = EpochTimer()
+    # One iterator over both epochs: the first traces and warms up, the second is timed.
+    model.fit(stream(), epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    training = steps * batch / timer.seconds[-1]
     return dict(
         input=input_alone,
         train=training,
