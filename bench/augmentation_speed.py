@@ -36,6 +36,7 @@ def measure(augmentation: str, steps: int) -> dict:
     from facelib.recognition.model import build_embedding_model
     from facelib.training.losses import make_loss
     from facelib.training.train import KERAS_POLICIES, TrainConfig, gpu_present
+    from facelib.training.training_callbacks import EpochTimer
 
     cfg = TrainConfig.preset("cpu")
     precision, _ = facelib_machine.resolve_precision(cfg.precision, facelib_machine.read_cpu(), gpu_present())
@@ -63,21 +64,9 @@ def measure(augmentation: str, steps: int) -> dict:
         optimizer=keras.optimizers.Adam(1e-4), loss=make_loss("batch_hard", cfg.margin, cfg.soft_margin)
     )
 
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
-    timer = EpochTimer()
     # One iterator over both epochs: the first traces and warms up, the second is timed.
-    model.fit(stream(), epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[timer])
-    training = steps * batch / timer.seconds[-1]
+    history = model.fit(stream(), epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[EpochTimer(batch)])
+    training = history.history["images_per_second"][-1]
     return dict(
         input=input_alone,
         train=training,
