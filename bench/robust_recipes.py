@@ -107,6 +107,16 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "the `lighting-mild` settings with training seed 1 (same validation people)",
         {"seed": 1, "validation_seed": 0},
     ),
+    "yunet-seed2": (
+        "yunet",
+        "the `yunet` settings with training seed 2 (same validation people)",
+        {"seed": 2, "validation_seed": 0},
+    ),
+    "lighting-mild-seed2": (
+        "lighting-mild",
+        "the `lighting-mild` settings with training seed 2 (same validation people)",
+        {"seed": 2, "validation_seed": 0},
+    ),
     "lr1e-3": (
         "lighting-mild",
         "peak learning rate 1e-3 instead of 2e-3 (validation AUC dipped mid-run at 2e-3)",
