@@ -34,6 +34,16 @@ DETECTORS_BEGIN = "<!-- robust_recipes.py detectors: begin -->"
 DETECTORS_END = "<!-- robust_recipes.py detectors: end -->"
 FULL = {"epochs": 9, "steps_per_epoch": 448}
 
+
+def seeded(parent: str, seed: int) -> tuple[str, str, dict]:
+    """A row that trains `parent` again with another training seed, on the same validation people."""
+    return (
+        parent,
+        f"the `{parent}` settings with training seed {seed} (same validation people: validation_seed 0)",
+        {"seed": seed, "validation_seed": 0},
+    )
+
+
 # name → (parent recipe, what changes, settings relative to the parent)
 RECIPES: dict[str, tuple[str | None, str, dict]] = {
     # Pinned: the preset's own values change with this study.
@@ -97,36 +107,16 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         "`robust` augmentation: lighting, then tilt, turn, small, blur and JPEG as a webcam takes it",
         {"augmentation": "robust"},
     ),
-    "yunet-seed1": (
-        "yunet",
-        "the `yunet` settings with training seed 1 (same validation people: validation_seed 0)",
-        {"seed": 1, "validation_seed": 0},
-    ),
-    "lighting-mild-seed1": (
-        "lighting-mild",
-        "the `lighting-mild` settings with training seed 1 (same validation people)",
-        {"seed": 1, "validation_seed": 0},
-    ),
-    "yunet-seed2": (
-        "yunet",
-        "the `yunet` settings with training seed 2 (same validation people)",
-        {"seed": 2, "validation_seed": 0},
-    ),
-    "lighting-mild-seed2": (
-        "lighting-mild",
-        "the `lighting-mild` settings with training seed 2 (same validation people)",
-        {"seed": 2, "validation_seed": 0},
-    ),
+    "yunet-seed1": seeded("yunet", 1),
+    "lighting-mild-seed1": seeded("lighting-mild", 1),
+    "yunet-seed2": seeded("yunet", 2),
+    "lighting-mild-seed2": seeded("lighting-mild", 2),
     "lr1e-3": (
         "lighting-mild",
         "peak learning rate 1e-3 instead of 2e-3 (validation AUC dipped mid-run at 2e-3)",
         {"learning_rate": 0.001},
     ),
-    "lr1e-3-seed1": (
-        "lr1e-3",
-        "the `lr1e-3` settings with training seed 1 (same validation people)",
-        {"seed": 1, "validation_seed": 0},
-    ),
+    "lr1e-3-seed1": seeded("lr1e-3", 1),
 }
 # Runs stopped before the end, on purpose (docs/recipes.md says why); their row shows the
 # last epoch's validation AUC.
