@@ -35,12 +35,16 @@ DETECTORS_END = "<!-- robust_recipes.py detectors: end -->"
 FULL = {"epochs": 9, "steps_per_epoch": 448}
 
 
-def seeded(parent: str, seed: int) -> tuple[str, str, dict]:
-    """A row that trains `parent` again with another training seed, on the same validation people."""
+def seeded(parent: str, seed: int, keep_epochs: bool = False) -> tuple[str, str, dict]:
+    """A row that trains `parent` again with another training seed, on the same validation
+    people; `keep_epochs` keeps every epoch's weights for bench/epoch_choice.py (it
+    changes no training step)."""
+    kept = {"keep_epochs": True} if keep_epochs else {}
     return (
         parent,
-        f"the `{parent}` settings with training seed {seed} (same validation people: validation_seed 0)",
-        {"seed": seed, "validation_seed": 0},
+        f"the `{parent}` settings with training seed {seed} (same validation people: validation_seed 0)"
+        + (", every epoch's weights kept" if keep_epochs else ""),
+        {"seed": seed, "validation_seed": 0, **kept},
     )
 
 
@@ -109,8 +113,8 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     ),
     "yunet-seed1": seeded("yunet", 1),
     "lighting-mild-seed1": seeded("lighting-mild", 1),
-    "yunet-seed2": seeded("yunet", 2),
-    "lighting-mild-seed2": seeded("lighting-mild", 2),
+    "yunet-seed2": seeded("yunet", 2, keep_epochs=True),
+    "lighting-mild-seed2": seeded("lighting-mild", 2, keep_epochs=True),
     "lr1e-3": (
         "lighting-mild",
         "peak learning rate 1e-3 instead of 2e-3 (validation AUC dipped mid-run at 2e-3)",

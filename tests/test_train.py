@@ -18,7 +18,7 @@ from facelib.data.pipeline import FaceSet, _seed, pk_indices, random_triplet_ind
 from facelib.data.preprocess import read_manifest
 from facelib.recognition.card import ModelCard
 from facelib.recognition.model import ModelError, build_embedding_model, load_model_folder, save_model_folder
-from facelib.training.run_folder import Backup, keep_history, read_backup
+from facelib.training.run_folder import Backup, keep_history, kept_epochs, read_backup
 from facelib.training.train import train, train_or_resume
 from facelib.training.training_config import TrainConfig
 
@@ -431,7 +431,13 @@ def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crop
     """bfloat16 + CosFace + AdamW: both losses are logged, the saved model is the bare
     embedding network (unit vectors of embedding_dim), and throughput is in history."""
     cfg = TrainConfig.preset(
-        "smoke", classifier="cosface", bfloat16=True, optimizer="adamw", weight_decay=5e-4, soft_margin=False
+        "smoke",
+        classifier="cosface",
+        bfloat16=True,
+        optimizer="adamw",
+        weight_decay=5e-4,
+        soft_margin=False,
+        settings={"keep_epochs": True},
     )
     assert keras.mixed_precision.global_policy().name == "float32"
     monkeypatch.setenv("FACELIB_ALLOW_EMULATED_BFLOAT16", "1")  # a CPU without it: emulated, still seconds
@@ -454,3 +460,12 @@ def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crop
     )
     out = model.predict(images, verbose=0)
     assert out.shape == (2, cfg.embedding_dim) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
+    # keep_epochs: each epoch's embedding weights, without the head; the last one's are the saved model's.
+    kept = kept_epochs(folder)
+    assert [p.name for p in kept] == [f"epoch-{n}.weights.h5" for n in range(1, cfg.epochs + 1)]
+    last = build_embedding_model(cfg.input_size, cfg.embedding_dim)
+    last.load_weights(kept[-1])
+    assert np.allclose(last.predict(images, verbose=0), out, atol=1e-5)
+    first = build_embedding_model(cfg.input_size, cfg.embedding_dim)
+    first.load_weights(kept[0])
+    assert not np.allclose(first.predict(images, verbose=0), out, atol=1e-3)

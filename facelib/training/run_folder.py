@@ -33,6 +33,7 @@ from facelib.training.budget import PLAN, Plan, read_plan
 from facelib.training.training_config import TrainConfig, config_differences
 
 BACKUP_STATE = "state.json"
+EPOCHS = "epochs"  # keep_epochs: the weights of every epoch
 # keras.callbacks.BackupAndRestore's files, used by facelib before it wrote its own:
 # runs interrupted then still resume.
 _KERAS_BACKUP = ("training_metadata.json", "latest.weights.h5")
@@ -121,6 +122,10 @@ class RunFolder:
     @property
     def backup(self) -> Path:
         return self.path / "backup"
+
+    @property
+    def epochs(self) -> Path:
+        return self.path / EPOCHS
 
     @property
     def history_csv(self) -> Path:
@@ -214,6 +219,28 @@ class EpochBackup(keras.callbacks.Callback):
         for old in self.backup.glob("epoch-*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """`keep_epochs`: the embedding's weights after each epoch, as
+    epochs/epoch-N.weights.h5 in the run folder (float32 variables whatever the
+    precision; they load into the model `build_embedding_model` makes from the run's
+    settings). Before the backup, so a run killed between the two rewrites the epoch."""
+
+    def __init__(self, folder: Path, embedding_model: keras.Model):
+        super().__init__()
+        self.folder, self.embedding_model = Path(folder), embedding_model
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / f"epoch-{epoch + 1}.weights.h5", suffix=".weights.h5") as tmp:
+            self.embedding_model.save_weights(tmp)
+
+
+def kept_epochs(folder: Path) -> list[Path]:
+    """The weights `keep_epochs` kept in a run folder, in epoch order."""
+    found = Path(folder, EPOCHS).glob("epoch-*.weights.h5")
+    return sorted(found, key=lambda p: int(p.name.split("-")[1].split(".")[0]))
 
 
 # ----------------------------------------------------------------------- history.csv

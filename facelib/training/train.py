@@ -187,7 +187,9 @@ def _train(
         fit_across_workers(net.model, dist, batches.element_spec)
     validation = ValidationAUC(faces.validation.paths, *faces.pairs, cfg.input_size)
     validation.embedding_model = net.embedding_model
-    callbacks = training_callbacks(run, validation, plan, cpu, precision, cfg.batch_images, extra_callbacks)
+    callbacks = training_callbacks(
+        run, validation, plan, cpu, precision, cfg.batch_images, extra_callbacks, cfg.keep_epochs
+    )
     started = time.time()
     steps_run = _fit(net, batches, run, plan, callbacks, verbose)
 

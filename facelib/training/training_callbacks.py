@@ -15,7 +15,7 @@ from facelib.core.metrics import best_threshold, roc_auc
 from facelib.data.pipeline import embed_files
 from facelib.training.budget import Plan
 from facelib.training.distribution import WorkerBackup
-from facelib.training.run_folder import EpochBackup, HistoryCSV, RunFolder
+from facelib.training.run_folder import EpochBackup, EpochWeights, HistoryCSV, RunFolder
 from facelib.training.tensorboard_logs import tensorboard_callback
 
 
@@ -103,8 +103,10 @@ def training_callbacks(
     precision: str,
     batch_images: int,
     extra: list[keras.callbacks.Callback] | None,
+    keep_epochs: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """In the order their epoch ends run: each one sees the logs of those before it."""
+    kept = keep_epochs and run.chief and validation.embedding_model is not None
     return [
         EpochTimer(batch_images),  # first: its epoch ends before validation starts
         validation,
@@ -114,6 +116,7 @@ def training_callbacks(
         # After every callback that fills the epoch's logs: it writes them all (tensorboard_logs).
         *([tensorboard_callback(run.path)] if run.chief else []),
         *(extra or []),
+        *([EpochWeights(run.epochs, validation.embedding_model)] if kept else []),
         # Last, so that an epoch is backed up only after everything above has seen it.
         EpochBackup(run.backup) if run.chief else WorkerBackup(),
     ]

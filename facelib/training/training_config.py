@@ -72,6 +72,9 @@ class TrainConfig:
     # Fine-tuning (weights = a facelib model folder): the backbone's stages up to and
     # including this one ("stem", "stage2" … "stage5") are frozen.
     freeze_until: str | None = None
+    # The embedding's weights after every epoch, kept under epochs/ in the run folder
+    # (studies of which epoch, or average of epochs, to keep: bench/epoch_choice.py).
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "images", tuple(self.images))  # a list when read back from JSON
