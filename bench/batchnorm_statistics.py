@@ -49,6 +49,26 @@ def validation_auc(model, split, cfg: dict, input_size: int) -> tuple[float, flo
     return verification_auc(distances, same), best_threshold(distances, same.astype(bool))
 
 
+def refresh_statistics(model, split, cfg: dict, batches: int):
+    """`model` with its batch-norm statistics estimated again on `batches` of the run's
+    own training batches (its sampling and augmentation; no weight changes)."""
+    from facelib.data.pipeline import training_dataset
+
+    singles = cfg.get("single_picture_people", False)
+    stream = training_dataset(
+        split.train.with_at_least(1 if singles else 2),
+        "batch_hard",
+        cfg["p"],
+        cfg["k"],
+        int(cfg["input_size"]),
+        seed=cfg["seed"] + 1,  # other batches than the run's first ones
+        augmentation=cfg["augmentation"],
+    ).take(batches)
+    for images, _labels in stream:
+        model(images, training=True)  # updates the moving statistics, not the weights
+    return model
+
+
 def from_backup(folder: Path, identities: int):
     """The embedding model of the run's last backup, in float32 and without dropout, and its config."""
     from facelib.training.assembly import assemble, in_float32, restore
@@ -76,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from facelib.core import config
-    from facelib.data.pipeline import training_dataset, training_split
+    from facelib.data.pipeline import training_split
     from facelib.recognition.model import load_model_folder, save_model_folder
     from facelib.training.run_folder import saved_config
 
@@ -102,17 +122,7 @@ def main() -> None:
             )
         input_size = int(cfg["input_size"])
         before, _ = validation_auc(model, split, cfg, input_size)
-        batches = training_dataset(
-            split.train.with_at_least(1 if singles else 2),
-            "batch_hard",
-            cfg["p"],
-            cfg["k"],
-            input_size,
-            seed=cfg["seed"] + 1,  # other batches than the run's first ones
-            augmentation=cfg["augmentation"],
-        ).take(args.batches)
-        for images, _labels in batches:
-            model(images, training=True)  # updates the moving statistics, not the weights
+        refresh_statistics(model, split, cfg, args.batches)
         after, threshold = validation_auc(model, split, cfg, input_size)
         print(f"{run}: validation AUC {before:.4f} → {after:.4f} with statistics from {args.batches} batches")
         if args.save_as:
