@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -266,6 +267,30 @@ def test_history_that_misses_a_backed_up_epoch_is_refused(tmp_path, epochs):
         keep_history(tmp_path / "missing.csv", 2)
 
 
+def test_kept_epochs_past_the_backup_are_removed_as_they_will_be_trained_again(tmp_path):
+    from facelib.training.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    (run / "epochs").mkdir(parents=True)
+    for n in (1, 2, 3, 10):
+        (run / "epochs" / f"epoch-{n}.weights.h5").write_bytes(b"w")
+    _history_file(run / "history.csv", [0, 1])
+    cfg = TrainConfig.preset("smoke", settings={"keep_epochs": True})
+    saved = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    RunFolder("run", run, True, Backup(2, run / "backup" / "epoch-2.weights.h5"), saved).begin(cfg)
+    assert [p.name for p in kept_epochs(run)] == ["epoch-1.weights.h5", "epoch-2.weights.h5"]
+    RunFolder("run", run, True, None, None).begin(cfg)  # a fresh start keeps none
+    assert kept_epochs(run) == []
+
+
+def test_keep_epochs_is_no_difference_when_a_run_is_resumed_or_run_again():
+    from facelib.training.training_config import config_differences
+
+    saved = dataclasses.asdict(TrainConfig.preset("smoke"))
+    assert config_differences(saved, TrainConfig.preset("smoke", settings={"keep_epochs": True})) == []
+    assert config_differences(saved, TrainConfig.preset("smoke", epochs=5)) == ["epochs 2 → 5"]
+
+
 def test_backups_are_read_or_refused_clearly(tmp_path):
     backup = tmp_path / "run" / "backup"
     assert read_backup(tmp_path / "run") is None
@@ -429,7 +454,8 @@ def test_missing_crops_are_found_before_the_run_folder_is_made(smoke_crops, monk
 
 def test_cosface_head_trains_beside_the_triplet_loss_and_is_not_saved(smoke_crops, monkeypatch):
     """bfloat16 + CosFace + AdamW: both losses are logged, the saved model is the bare
-    embedding network (unit vectors of embedding_dim), and throughput is in history."""
+    embedding network (unit vectors of embedding_dim), and throughput is in history;
+    keep_epochs keeps each epoch's embedding weights, the last ones the saved model's."""
     cfg = TrainConfig.preset(
         "smoke",
         classifier="cosface",

@@ -9,6 +9,8 @@ interrupted, or nothing backed up), and the files that record progress.
   only record of progress until model.keras and card.json exist: it is removed after
   them, never before.
 - history.csv: a row per epoch, cut back to the backup's epochs on resume.
+- epochs/ (`keep_epochs` only): the embedding's weights after each epoch, kept after
+  the run (EpochWeights).
 - plan.json: see facelib.training.budget.
 """
 
@@ -139,6 +141,9 @@ class RunFolder:
             keep_history(self.history_csv, self.done)
             if not self.done and self.backup.exists():
                 remove_backup(self.backup)  # at most stray temporary files of an unfinished first save
+            for stale in kept_epochs(self.path):
+                if epoch_number(stale) > self.done:  # the backup lost it: it is trained again
+                    stale.unlink()
             self.path.mkdir(parents=True, exist_ok=True)
             if not self.done:
                 (self.path / PLAN).unlink(missing_ok=True)
@@ -225,13 +230,18 @@ class EpochWeights(keras.callbacks.Callback):
     """`keep_epochs`: the embedding's weights after each epoch, as
     epochs/epoch-N.weights.h5 in the run folder (float32 variables whatever the
     precision; they load into the model `build_embedding_model` makes from the run's
-    settings). Before the backup, so a run killed between the two rewrites the epoch."""
+    settings). Without a classifier head the embedding model is the compiled one, and
+    the file holds its optimizer state too (three times the size). Before the backup, so
+    a run killed between the two trains that epoch again and rewrites it. The chief
+    alone writes it: saving weights reads variables and needs no other worker."""
 
     def __init__(self, folder: Path, embedding_model: keras.Model):
         super().__init__()
         self.folder, self.embedding_model = Path(folder), embedding_model
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs and not np.isfinite(float(logs.get("loss", 0.0))):
+            return  # diverged weights are nothing to study either
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.folder / f"epoch-{epoch + 1}.weights.h5", suffix=".weights.h5") as tmp:
             self.embedding_model.save_weights(tmp)
@@ -239,8 +249,11 @@ class EpochWeights(keras.callbacks.Callback):
 
 def kept_epochs(folder: Path) -> list[Path]:
     """The weights `keep_epochs` kept in a run folder, in epoch order."""
-    found = Path(folder, EPOCHS).glob("epoch-*.weights.h5")
-    return sorted(found, key=lambda p: int(p.name.split("-")[1].split(".")[0]))
+    return sorted(Path(folder, EPOCHS).glob("epoch-*.weights.h5"), key=epoch_number)
+
+
+def epoch_number(kept: Path) -> int:
+    return int(kept.name.removeprefix("epoch-").removesuffix(".weights.h5"))
 
 
 # ----------------------------------------------------------------------- history.csv

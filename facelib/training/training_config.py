@@ -222,7 +222,7 @@ def _field_kinds() -> dict[str, tuple[type, bool]]:
 def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None = None) -> list[str]:
     """The settings in which a run's saved config.json differs from `cfg`, as
     "epochs 8 → 20"; a setting the saved file lacks (written before it existed)
-    counts as its default. Two are not differences: precision auto against the one the
+    counts as its default. Three are not differences: keep_epochs, precision auto against the one the
     run was made in when auto picks that same one here (`auto_precision`), and a budget
     against a run made before budgets existed (it keeps its fixed steps)."""
     requested = json.loads(json.dumps(asdict(cfg)))
@@ -234,6 +234,7 @@ def config_differences(saved: dict, cfg: TrainConfig, auto_precision: str | None
         saved["precision"] = "auto"
     if before_budgets:
         saved["minutes"] = requested["minutes"]
+    saved["keep_epochs"] = requested["keep_epochs"]  # what is kept, not how it trains
 
     def show(value) -> str:
         return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
