@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batchnorm_statistics import refresh_statistics, split_seed, validation_auc  # noqa: E402
 from common import machine  # noqa: E402
+from recipes import history  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BEGIN, END = "<!-- epoch_choice.py table: begin -->", "<!-- epoch_choice.py table: end -->"
@@ -139,17 +140,21 @@ def study(run: str, average: int, batches: int, splits: int, save_average: bool)
     averaged = embed(averaged_model)
 
     training_pairs = validation_pairs(validation, cfg["validation_pairs"], split_seed(cfg))
+    rows = history(folder)
+    logged = [float(r["val_auc"]) for r in rows]  # in the run's own precision
+    precision = rows[-1].get("precision") or cfg["precision"]
     lines = [
         f"`{run}`: {len(kept)} epochs, {len(validation.identities)} validation people; statistics "
         f"from {batches} training batches; AUC on the {cfg['validation_pairs']} + "
-        f"{cfg['validation_pairs']} pairs training scored:\n",
-        "| epoch | as trained | statistics again |",
-        "| ---: | ---: | ---: |",
+        f"{cfg['validation_pairs']} pairs training scored, as training logged it ({precision}) "
+        "and in float32:\n",
+        "| epoch | logged | float32 | float32, statistics again |",
+        "| ---: | ---: | ---: | ---: |",
         *(
-            f"| {n} | {auc_on(p, training_pairs):.3f} | {auc_on(f, training_pairs):.3f} |"
-            for n, (p, f) in enumerate(zip(plain, fresh, strict=True), 1)
+            f"| {n} | {v:.3f} | {auc_on(p, training_pairs):.3f} | {auc_on(f, training_pairs):.3f} |"
+            for n, (v, p, f) in enumerate(zip(logged, plain, fresh, strict=True), 1)
         ),
-        f"| average of {len(kept) - average + 1}–{len(kept)} | | {auc_on(averaged, training_pairs):.3f} |",
+        f"| average of {len(kept) - average + 1}–{len(kept)} | | | {auc_on(averaged, training_pairs):.3f} |",
     ]
     scores: dict[str, list[float]] = {}
     for s in range(splits):
