@@ -100,7 +100,8 @@ def study(run: str, average: int, batches: int, splits: int, save_average: bool)
     if cfg is None or not is_finished(folder):
         raise SystemExit(f"{folder}: not a finished run (its last epoch would be a guess)")
     numbers = [epoch_number(p) for p in kept]
-    planned = (read_plan(folder) or argparse.Namespace(epochs=cfg["epochs"])).epochs
+    plan = read_plan(folder)
+    planned = plan.epochs if plan else cfg["epochs"]
     if numbers != list(range(1, planned + 1)):
         raise SystemExit(
             f"{folder}: kept epochs {numbers}, not 1 to {planned}: train it with --set keep_epochs=true"
@@ -120,22 +121,22 @@ def study(run: str, average: int, batches: int, splits: int, save_average: bool)
     if len(validation.identities) < 4:
         raise SystemExit(f"{len(validation.identities)} validation people: too few for two halves")
 
-    def model_of(weights: list[np.ndarray]):
+    def model_of(weights: list[np.ndarray] | Path):
         model = build_embedding_model(size, int(cfg["embedding_dim"]), None, cfg.get("head", "l2"))
-        model.set_weights(weights)
+        model.load_weights(weights) if isinstance(weights, Path) else model.set_weights(weights)
         return model
 
     def embed(model) -> np.ndarray:
         return embed_files(model, validation.paths, size)
 
-    weights = []
-    for path in kept:
-        model = build_embedding_model(size, int(cfg["embedding_dim"]), None, cfg.get("head", "l2"))
-        model.load_weights(path)
-        weights.append(model.get_weights())
-    plain = [embed(model_of(w)) for w in weights]
-    fresh = [embed(refresh_statistics(model_of(w), split, cfg, batches)) for w in weights]
-    mean_weights = [np.mean([w[i] for w in weights[-average:]], axis=0) for i in range(len(weights[-1]))]
+    weights = [model_of(path).get_weights() for path in kept]
+    plain, fresh = [], []
+    for n, w in enumerate(weights, 1):  # minutes each on 2 cores: the statistics take `batches` batches
+        print(f"{run}: epoch {n} of {len(weights)}", file=sys.stderr, flush=True)
+        plain.append(embed(model_of(w)))
+        fresh.append(embed(refresh_statistics(model_of(w), split, cfg, batches)))
+    print(f"{run}: the average of the last {average} epochs", file=sys.stderr, flush=True)
+    mean_weights = [np.mean(layer, axis=0) for layer in zip(*weights[-average:], strict=True)]
     averaged_model = refresh_statistics(model_of(mean_weights), split, cfg, batches)
     averaged = embed(averaged_model)
 
