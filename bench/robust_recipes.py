@@ -121,6 +121,12 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
         {"learning_rate": 0.001},
     ),
     "lr1e-3-seed1": seeded("lr1e-3", 1),
+    "equalize": (
+        "yunet",
+        "YuNet crops with their lightness equalised in tiles (CLAHE), in training and in verify",
+        {"crops": "lfw-deepfunneled-yunet-160-eq"},
+    ),
+    "equalize-seed1": seeded("equalize", 1),
 }
 # Runs stopped before the end, on purpose (docs/recipes.md says why); their row shows the
 # last epoch's validation AUC.

@@ -11,6 +11,7 @@ from facelib.data.crop import (
     crop_face,
     crop_picture,
     crop_square,
+    finish_crop,
     eye_angle,
 )
 from facelib.data.detection import Face, HaarDetector, YuNetDetector, make_detector
@@ -258,3 +259,55 @@ def test_five_point_alignment_is_refused_without_a_landmark_detector():
     with pytest.raises(ConfigError, match="yunet"):
         CropSettings(detector="haar", five_point=True)
     assert CropSettings(detector="yunet", five_point=True).five_point
+
+
+def _shaded(rgb: np.ndarray) -> np.ndarray:
+    """The picture with its right half in shadow (a quarter of the light)."""
+    shaded = rgb.astype(np.float32)
+    shaded[:, rgb.shape[1] // 2 :] *= 0.25
+    return shaded.astype(np.uint8)
+
+
+def _halves(crop: np.ndarray) -> tuple[float, float]:
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    half = grey.shape[1] // 2
+    return float(grey[:, :half].std()), float(grey[:, half:].std())
+
+
+def test_the_equalising_policy_gives_the_face_in_shadow_its_detail(sample_jpeg):
+    shaded = _shaded(load_image(sample_jpeg))
+    plain, equalizing = CropSettings(), CropSettings(equalize=True)
+    detector = plain.make_detector()
+    raw, info = crop_picture(shaded, detector, plain)
+    finished, same_info = crop_picture(shaded, detector, equalizing)
+    assert info == same_info  # the same face, cropped alike; only the last step differs
+    assert np.array_equal(crop_picture(shaded, detector, equalizing, finish=False)[0], raw)
+    assert np.array_equal(finish_crop(raw, equalizing), finished)
+    assert finish_crop(raw, plain) is raw
+    lit, dark = _halves(raw)
+    lit_eq, dark_eq = _halves(finished)
+    assert dark < 0.3 * lit  # the shadow hides the detail…
+    assert dark_eq > 1.7 * dark  # …the equalised crop brings it back, more than on the lit side
+    assert dark_eq / lit_eq > 1.4 * dark / lit
+    # Colour is kept: the lit half's hue barely moves.
+    lit_half = (slice(None), slice(0, raw.shape[1] // 2))
+    chroma = lambda c: cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[lit_half][..., 1:].astype(float).mean()  # noqa: E731
+    assert abs(chroma(finished) - chroma(raw)) < 4
+
+
+@pytest.mark.tensorflow  # training_data imports it
+def test_an_equalised_crop_folder_is_named_and_read_back_as_such():
+    from facelib.core import config
+    from facelib.data.preprocess import output_dir
+    from facelib.training.training_config import TrainConfig
+    from facelib.training.training_data import crop_policy
+
+    settings = CropSettings(detector="yunet", equalize=True)
+    assert output_dir("lfw-deepfunneled", settings).name == "lfw-deepfunneled-yunet-160-eq"
+    assert config.crops_folder("x", "yunet", 160, five_point=True, equalize=True) == "x-yunet-160-5pt-eq"
+    for name, expected in [
+        ("lfw-deepfunneled-yunet-160-eq", settings),
+        ("lfw-deepfunneled-yunet-160-5pt-eq", CropSettings(detector="yunet", five_point=True, equalize=True)),
+        ("lfw-deepfunneled-yunet-160", CropSettings(detector="yunet")),
+    ]:
+        assert crop_policy(TrainConfig(crops=name)) == expected, name

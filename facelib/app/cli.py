@@ -88,6 +88,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
         align=args.align,
         no_face=args.no_face,
         five_point=args.five_point,
+        equalize=args.equalize,
     )
     if args.images:
         people = folders.list_people(args.images)
@@ -573,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--five-point",
         action="store_true",
         help="warp the 5 landmarks (yunet) onto a canonical layout; crops go to <…>-5pt",
+    )
+    prep.add_argument(
+        "--equalize",
+        action="store_true",
+        help="equalise each crop's lightness in tiles (CLAHE), so a face in shadow shows its detail; "
+        "crops go to <…>-eq",
     )
     prep.add_argument("--no-face", choices=list(config.NO_FACE_POLICIES), default="fallback")
     prep.add_argument("--limit", type=int, help="only the first N images (default: the preset's)")

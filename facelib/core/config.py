@@ -73,9 +73,11 @@ class Preset:
     detector: str = "haar"
 
 
-def crops_folder(variant: str, detector: str, size: int = 160, five_point: bool = False) -> str:
+def crops_folder(
+    variant: str, detector: str, size: int = 160, five_point: bool = False, equalize: bool = False
+) -> str:
     """The name of a crop folder under data/processed/."""
-    return f"{variant}-{detector}-{size}{'-5pt' if five_point else ''}"
+    return f"{variant}-{detector}-{size}{'-5pt' if five_point else ''}{'-eq' if equalize else ''}"
 
 
 # YuNet, not Haar: under side light and with a tilted head Haar misses many of the faces

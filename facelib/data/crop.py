@@ -63,6 +63,10 @@ class CropSettings:
     # which brings a face in shadow back within the detector's reach. Only a retry, so
     # a picture found before is cropped as before.
     equalize_retry: bool = False
+    # The finished crop's lightness equalised in tiles (CLAHE on Lab's L), colour kept:
+    # half a face in shadow shows its detail as the lit half does, in training and in
+    # verification alike (docs/recipes.md, robustness study).
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         if self.no_face not in config.NO_FACE_POLICIES:
@@ -272,14 +276,35 @@ def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) ->
     return [_moved(f, pad / scale, scale) for f in faces], bool(faces)
 
 
-def crop_picture(rgb: np.ndarray, detector: Detector, settings: CropSettings) -> tuple[np.ndarray, CropInfo]:
+def lightness_equalized(rgb: np.ndarray) -> np.ndarray:
+    """The crop with its lightness equalised in 8 × 8 tiles (CLAHE on Lab's L, clip 3 as
+    `equalized` for the detector's retry) and its colour kept."""
+    lab = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2LAB)
+    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def finish_crop(crop: np.ndarray, settings: CropSettings) -> np.ndarray:
+    """The policy's last step, after the crop is measured (and, in verify, its light
+    corrected): the lightness equalised where the policy says so."""
+    return lightness_equalized(crop) if settings.equalize else crop
+
+
+def crop_picture(
+    rgb: np.ndarray, detector: Detector, settings: CropSettings, finish: bool = True
+) -> tuple[np.ndarray, CropInfo]:
     """The policy: detect → padded retry → choose the face → crop it; or, with no face,
-    the central `fallback_fraction` (the caller decides whether to use that crop)."""
+    the central `fallback_fraction` (the caller decides whether to use that crop).
+    `finish=False` leaves out `finish_crop`, for a caller that measures the crop's light
+    first and finishes it itself."""
     faces, padded = detect_faces(rgb, detector, settings)
     face = choose_face(faces, rgb.shape)
     if face is None:
-        return centre_crop(rgb, settings.size, settings.fallback_fraction), CropInfo(None, 0)
-    crop = crop_five_point(rgb, face, settings.size, settings.margin) if settings.five_point else None
-    if crop is None:
-        crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
-    return crop, CropInfo(face, len(faces), padded)
+        crop, info = centre_crop(rgb, settings.size, settings.fallback_fraction), CropInfo(None, 0)
+    else:
+        crop = crop_five_point(rgb, face, settings.size, settings.margin) if settings.five_point else None
+        if crop is None:
+            crop = crop_face(rgb, face, settings.size, settings.margin, settings.align)
+        info = CropInfo(face, len(faces), padded)
+    return (finish_crop(crop, settings) if finish else crop), info

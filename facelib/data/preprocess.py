@@ -40,7 +40,7 @@ FIELDS = ["identity", "source", "crop", "status", "faces", "x", "y", "w", "h", "
 
 def output_dir(variant: str, settings: CropSettings) -> Path:
     return config.processed_dir() / config.crops_folder(
-        variant, settings.detector, settings.size, settings.five_point
+        variant, settings.detector, settings.size, settings.five_point, settings.equalize
     )
 
 

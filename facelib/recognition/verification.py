@@ -34,7 +34,7 @@ import numpy as np
 from facelib.core import machine
 from facelib.core.decision import embedding_distance, same_person
 from facelib.core.errors import FacelibError, NoFaceError
-from facelib.data.crop import CropSettings, crop_picture
+from facelib.data.crop import CropSettings, crop_picture, finish_crop
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
 from facelib.data.quality import QualityReport, face_conditions, face_quality, light_corrected
 from facelib.recognition.calibration import (
@@ -316,12 +316,15 @@ class FaceVerifier:
         except FacelibError as exc:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
-        crop, info = crop_picture(rgb, self.detector, self.crop_settings)
+        # Measured before the policy's last step (an equalised crop hides the light it
+        # was taken in), which comes after the light correction, as in training.
+        crop, info = crop_picture(rgb, self.detector, self.crop_settings, finish=False)
         measured = face_conditions(crop, info.face)
         conditions = measured.warnings()
         quality = face_quality(crop, info.face)
         corrected = light_corrected(crop, measured) if self.correct_light else crop
         changed = corrected is not crop
+        corrected = finish_crop(corrected, self.crop_settings)
         if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(

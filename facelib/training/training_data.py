@@ -137,12 +137,15 @@ def _lfw_record(split, crops_root: Path, run_path: Path, chief: bool) -> dict:
 
 def crop_policy(cfg: TrainConfig) -> CropSettings:
     """The crop policy of `cfg.crops`: its settings.json where the folder exists, else
-    read from its name (<variant>-<detector>-<size>[-5pt]), so folders are cropped as
+    read from its name (<variant>-<detector>-<size>[-5pt][-eq]), so folders are cropped as
     that LFW crop folder was, or would be."""
     stored = config.processed_dir() / cfg.crops / "settings.json"
     if stored.is_file():
         return CropSettings.from_dict(json.loads(stored.read_text()))
     parts = cfg.crops.split("-")
+    equalize = parts[-1] == "eq"
+    if equalize:
+        parts = parts[:-1]
     five_point = parts[-1] == "5pt"
     if five_point:
         parts = parts[:-1]
@@ -151,9 +154,9 @@ def crop_policy(cfg: TrainConfig) -> CropSettings:
     except (ValueError, IndexError) as exc:
         raise ConfigError(
             f"crops {cfg.crops!r}: no such crop folder, and its name does not say the crop policy "
-            "(<variant>-<detector>-<size>); pass --crops NAME of an existing one"
+            "(<variant>-<detector>-<size>[-5pt][-eq]); pass --crops NAME of an existing one"
         ) from exc
-    return CropSettings(detector=detector, size=size, five_point=five_point)
+    return CropSettings(detector=detector, size=size, five_point=five_point, equalize=equalize)
 
 
 def crop_record(settings: CropSettings, crops_root: Path | None) -> dict:
