@@ -11,8 +11,8 @@ from facelib.data.crop import (
     crop_face,
     crop_picture,
     crop_square,
-    finish_crop,
     eye_angle,
+    finish_crop,
 )
 from facelib.data.detection import Face, HaarDetector, YuNetDetector, make_detector
 from facelib.data.images import load_image

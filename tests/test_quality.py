@@ -97,6 +97,33 @@ def test_verify_corrects_the_light_of_a_shaded_face_unless_told_not_to(smoke_mod
     assert not corrected.face_crop(picture)[1].light_corrected  # LFW's own light: untouched
 
 
+def test_an_equalising_crop_policy_is_applied_after_the_light_is_measured_and_corrected(
+    smoke_model, lfw_root, tmp_path
+):
+    from facelib.data.crop import finish_crop
+    from facelib.recognition.card import ModelCard
+
+    equalizing = tmp_path / "equalizing"
+    equalizing.mkdir()
+    (equalizing / "model.keras").symlink_to(smoke_model / "model.keras")
+    card = ModelCard.load(smoke_model)
+    card.crop_settings["equalize"] = True
+    card.save(equalizing)
+
+    picture = load_image(lfw_root / "George_W_Bush" / "George_W_Bush_0001.jpg")
+    shaded = side_light(picture, np.random.default_rng(0), darkest=0.05)
+    plain_crop, plain_found = FaceVerifier(smoke_model, no_face="whole").face_crop(shaded)
+    verifier = FaceVerifier(equalizing, no_face="whole")
+    assert verifier.crop_settings.equalize
+    crop, found = verifier.face_crop(shaded)
+    # The warning and the correction see the light the picture was taken in…
+    assert "lit from one side" in found.conditions and found.light_corrected
+    assert found.conditions == plain_found.conditions
+    # …and the policy's last step comes after them, as training's crops had it.
+    assert np.array_equal(crop, finish_crop(plain_crop, verifier.crop_settings))
+    assert not np.array_equal(crop, plain_crop)
+
+
 # ------------------------------------------------------------------ enrolment quality
 
 
