@@ -61,21 +61,20 @@ def measure_level(network, card, pairs, left, settings, family: str, level: floa
 
     from facelib.core.decision import embedding_distance
     from facelib.core.metrics import roc_auc, verdict_accuracy
-    from facelib.data.crop import crop_picture
     from facelib.data.images import load_image
     from facelib.data.pipeline import embed_arrays
-    from facelib.data.quality import face_conditions, face_quality, light_corrected
+    from facelib.data.quality import face_quality, prepare_face
 
     measure = FAMILIES[family][0]
     detector = settings.make_detector()
     crops, values, statuses, found = [], [], [], []
     for path in pairs.right_pictures:
-        crop, info = crop_picture(degraded(load_image(path), family, level), detector, settings)
-        quality = face_quality(crop, info.face)
+        face = prepare_face(degraded(load_image(path), family, level), detector, settings)
+        quality = face_quality(face.measured, face.info.face)
         values.append(quality.value(measure))
         statuses.append(quality.status)
-        found.append(info.face is not None)
-        crops.append(light_corrected(crop, face_conditions(crop, info.face)))
+        found.append(face.info.face is not None)
+        crops.append(face.crop)
     right = embed_arrays(network, np.stack(crops), card.input_size)
     distances = embedding_distance(left, right)
     known = [v for v in values if v is not None]

@@ -14,6 +14,8 @@ picture degraded); test pairs are scored once, for the finalist, by `facelib eva
 The `cpu` row is the model `make run` trained for the 40-minute budget at commit
 0ae8726 (Haar crops, 4,032 steps); link or copy it as models/robust-cpu (`detectors`
 and bench/conditions.py read its validation people), or train the row's command.
+Rows on other crops need them made first: `facelib preprocess --detector yunet
+[--five-point --margin 0.1 | --equalize]`.
 """
 
 from __future__ import annotations

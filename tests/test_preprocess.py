@@ -85,7 +85,7 @@ def test_a_folder_made_before_newer_settings_existed_is_reused(small_root):
     preprocess_dataset(small_root, settings, limit=2, workers=1, progress=False)
     params = output_dir("lfw-mini", settings) / "settings.json"
     older = json.loads(params.read_text())
-    for added in ("min_face_px", "pad_retry", "fallback_fraction"):  # what an older facelib wrote
+    for added in ("min_face_px", "pad_retry", "fallback_fraction", "equalize"):  # what an older facelib wrote
         del older[added]
     params.write_text(json.dumps(older))
     again = preprocess_dataset(small_root, settings, limit=2, workers=1, progress=False)
@@ -121,3 +121,32 @@ def test_preprocessing_follows_the_crop_policy(tmp_path, lfw_root):
     assert 900 < int(records["Someone_0002.jpg"]["x"]) < 1150
     fallback = load_image(output_dir("policy", settings) / records["Someone_0003.jpg"]["crop"])
     assert np.abs(fallback.astype(int) - 220).max() <= 3  # JPEG's loss only
+
+
+def test_equalised_crops_go_to_their_own_folder_and_are_the_policys_finished_crops(small_root):
+    import json
+
+    import numpy as np
+
+    from facelib.data.crop import crop_picture, finish_crop
+    from facelib.data.images import load_image
+
+    settings = CropSettings(size=48, equalize=True)
+    preprocess_dataset(small_root, settings, limit=3, workers=1, progress=False)
+    out = output_dir("lfw-mini", settings)
+    assert out.name == "lfw-mini-haar-48-eq" and out != output_dir("lfw-mini", CropSettings(size=48))
+    assert json.loads((out / "settings.json").read_text())["equalize"] is True
+    detector = settings.make_detector()
+    records = [r for r in read_manifest(out) if r["crop"]]
+    assert len(records) >= 2  # the first three sorted pictures hold the corrupt one
+    for record in records:
+        raw, _ = crop_picture(
+            load_image(small_root.parent / record["source"]), detector, settings, finish=False
+        )
+        stored = load_image(out / record["crop"]).astype(int)
+        assert np.abs(stored - finish_crop(raw, settings)).mean() < 4.0  # JPEG quality 95 apart, 48 px
+        assert np.abs(stored - raw).mean() > 10.0  # and not the crop as it came
+    with pytest.raises(ConfigError, match="other settings"):
+        preprocess_dataset(
+            small_root, CropSettings(size=48), out_root=out, limit=3, workers=1, progress=False
+        )

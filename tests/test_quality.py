@@ -118,7 +118,7 @@ def test_an_equalising_crop_policy_is_applied_after_the_light_is_measured_and_co
     crop, found = verifier.face_crop(shaded)
     # The warning and the correction see the light the picture was taken in…
     assert "lit from one side" in found.conditions and found.light_corrected
-    assert found.conditions == plain_found.conditions
+    assert found.conditions == plain_found.conditions and found.quality == plain_found.quality
     # …and the policy's last step comes after them, as training's crops had it.
     assert np.array_equal(crop, finish_crop(plain_crop, verifier.crop_settings))
     assert not np.array_equal(crop, plain_crop)

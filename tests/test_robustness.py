@@ -159,3 +159,22 @@ def test_a_model_trained_on_folders_alone_is_sent_to_its_held_out_people(tmp_pat
     )
     with pytest.raises(FacelibError, match="--held-out-of"):
         suite_pairs(card, tmp_path)
+
+
+def test_the_suite_treats_a_degraded_picture_as_verify_does_for_an_equalising_policy(lfw_root):
+    from facelib.data.crop import crop_picture, finish_crop
+    from facelib.data.quality import face_conditions, light_corrected
+
+    settings = CropSettings(
+        detector="yunet", equalize=True
+    )  # finds every face here (Haar: not under side light)
+    detector = settings.make_detector()
+    pictures = [str(lfw_root / "George_W_Bush" / f"George_W_Bush_000{n}.jpg") for n in (1, 2, 3)]
+    crops, found = degraded_crops(pictures, "lighting", settings, correct_light=True)
+    for index, (crop, picture) in enumerate(zip(crops, pictures, strict=True)):
+        raw, info = crop_picture(
+            degrade(load_image(picture), "lighting", 0, index), detector, settings, finish=False
+        )
+        expected = finish_crop(light_corrected(raw, face_conditions(raw, info.face)), settings)
+        assert np.array_equal(crop, expected)
+    assert found.all()

@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="DIR",
         help="with --images: write the crops and manifest.csv here (default: "
-        "data/processed/images-<FOLDER>-<detector>-<size>; the images- prefix keeps a folder "
+        "data/processed/images-<FOLDER>-<detector>-<size>[-5pt][-eq]; the images- prefix keeps a folder "
         "named like an LFW variant out of LFW's crops)",
     )
     prep.set_defaults(run=cmd_preprocess)
@@ -637,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on your own folder of people (FOLDER/<Person>/*.jpg, as preprocess --images reads); "
         "repeat for several folders. Alone, unless --with-lfw. Each folder holds out its own "
         "validation people; crops are made with the model's crop policy and cached under "
-        "data/processed/images-<FOLDER>-<detector>-<size>/",
+        "data/processed/images-<FOLDER>-<detector>-<size>[-5pt][-eq]/",
     )
     tr.add_argument(
         "--with-lfw",

@@ -8,7 +8,8 @@ verification share.
 `crop_picture` detects (on a copy downscaled to DETECT_MAX_SIDE when the picture is
 larger), searches again on a padded copy when nothing was found (a picture that is
 already a tight face crop defeats the search), picks one face, adds a margin, levels
-the eyes (optional) and resizes; with no face it takes the central part of the picture.
+the eyes (optional) and resizes; with no face it takes the central part of the picture;
+last, where the policy says so, it equalises the crop's lightness (`finish_crop`).
 One affine warp does rotation, crop and resize together, and replicates the border
 where the margin runs off the picture.
 """
@@ -65,7 +66,7 @@ class CropSettings:
     equalize_retry: bool = False
     # The finished crop's lightness equalised in tiles (CLAHE on Lab's L), colour kept:
     # half a face in shadow shows its detail as the lit half does, in training and in
-    # verification alike (docs/recipes.md, robustness study).
+    # verification alike (quality.prepare_face: after the light is measured and corrected).
     equalize: bool = False
 
     def __post_init__(self) -> None:

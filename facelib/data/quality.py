@@ -7,7 +7,8 @@ dashboard say when a face is outside those conditions instead of judging it sile
 
     conditions = face_conditions(crop, face)     # the measures
     conditions.warnings()                        # ["dark", "lit from one side", ...]
-    crop = light_corrected(crop, conditions)     # what verify embeds
+    crop = light_corrected(crop, conditions)     # what verify embeds (then crop.finish_crop)
+    face = prepare_face(rgb, detector, settings) # all of it, in verify's order
 
 The limits are data (LIMITS); `python bench/conditions.py` measures how many LFW
 validation pictures and how many pictures of each row of the suite cross each one.
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facelib.data.detection import Face
+from facelib.data.crop import CropInfo, CropSettings, crop_picture, finish_crop
+from facelib.data.detection import Detector, Face
 
 # A face is outside LFW's conditions past these. Each flags at most 2% of the clean
 # validation pictures of LFW (bench/conditions.py, docs/benchmarks.md, "Picture conditions").
@@ -70,6 +72,31 @@ def light_corrected(crop: np.ndarray, conditions: Conditions) -> np.ndarray:
     gamma = np.log(0.5) / np.log(level)
     table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
     return table[np.asarray(crop, np.uint8)]
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """A picture's face as verify embeds it, and what was measured on the way."""
+
+    crop: np.ndarray  # what is embedded: light corrected (if asked), then the policy's last step
+    measured: np.ndarray  # the crop as cropped, where light and quality are measured
+    info: CropInfo
+    conditions: Conditions
+    light_corrected: bool
+
+
+def prepare_face(
+    rgb: np.ndarray, detector: Detector, settings: CropSettings, correct_light: bool = True
+) -> PreparedFace:
+    """The one order verify, the robustness suite and the benches follow: crop, measure
+    the light, correct it, then the crop policy's last step (an equalised crop hides the
+    light it was taken in, so it is measured before)."""
+    measured, info = crop_picture(rgb, detector, settings, finish=False)
+    conditions = face_conditions(measured, info.face)
+    corrected = light_corrected(measured, conditions) if correct_light else measured
+    return PreparedFace(
+        finish_crop(corrected, settings), measured, info, conditions, corrected is not measured
+    )
 
 
 def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
@@ -226,8 +253,8 @@ def eye_angle(face: Face | None) -> float | None:
 
 
 def face_quality(crop: np.ndarray, face: Face | None, limits: dict | None = None) -> QualityReport:
-    """The quality of the face of `crop` (as crop.crop_picture made it, before any light
-    correction) found as `face` in the picture (None: no face found, the centre of the
+    """The quality of the face of `crop` (as crop.crop_picture made it with finish=False:
+    before any light correction or equalising) found as `face` in the picture (None: no face found, the centre of the
     picture was used, which fails)."""
     conditions = face_conditions(crop, face)
     measures = [

@@ -51,10 +51,10 @@ from facelib.core.errors import FacelibError
 from facelib.core.files import write_json_atomic
 from facelib.core.metrics import best_threshold, roc_auc, verdict_accuracy
 from facelib.data import datasets
-from facelib.data.crop import CropSettings, crop_picture, finish_crop
+from facelib.data.crop import CropSettings
 from facelib.data.images import load_image
 from facelib.data.preprocess import read_manifest
-from facelib.data.quality import face_conditions, light_corrected
+from facelib.data.quality import prepare_face
 from facelib.recognition.card import ModelCard
 
 # ------------------------------------------------------------------ degradations
@@ -232,13 +232,9 @@ def degraded_crops(
     detector = settings.make_detector()
     crops, found = [], []
     for index, path in enumerate(tqdm(pictures, desc=name, disable=not progress, leave=False)):
-        crop, info = crop_picture(
-            degrade(load_image(path), name, seed, index), detector, settings, finish=False
-        )
-        if correct_light:
-            crop = light_corrected(crop, face_conditions(crop, info.face))
-        crops.append(finish_crop(crop, settings))
-        found.append(info.face is not None)
+        face = prepare_face(degrade(load_image(path), name, seed, index), detector, settings, correct_light)
+        crops.append(face.crop)
+        found.append(face.info.face is not None)
     return np.stack(crops), np.array(found)
 
 

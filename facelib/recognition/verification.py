@@ -12,8 +12,9 @@
 Each picture goes through the crop policy training data went through
 (`crop.crop_picture` with the model card's crop settings: the same detector and
 smallest face, the padded retry, the largest, most central face with the count
-reported, the same margin, alignment and no-face fallback), then the same centre
-region, then the embedding. The threshold is the model's
+reported, the same margin, alignment and no-face fallback; its light measured and, out
+of LFW's, corrected; then the policy's equalising where the card has it:
+`quality.prepare_face`), then the same centre region, then the embedding. The threshold is the model's
 calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose,
 or a named calibration made on your own pictures (`facelib calibrate`, then
 `FaceVerifier(calibration="NAME")`).
@@ -34,9 +35,9 @@ import numpy as np
 from facelib.core import machine
 from facelib.core.decision import embedding_distance, same_person
 from facelib.core.errors import FacelibError, NoFaceError
-from facelib.data.crop import CropSettings, crop_picture, finish_crop
+from facelib.data.crop import CropSettings
 from facelib.data.images import DEFAULT_MAX_PIXELS, load_image
-from facelib.data.quality import QualityReport, face_conditions, face_quality, light_corrected
+from facelib.data.quality import QualityReport, face_quality, prepare_face
 from facelib.recognition.calibration import (
     CARD,
     Calibration,
@@ -316,15 +317,10 @@ class FaceVerifier:
         except FacelibError as exc:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
-        # Measured before the policy's last step (an equalised crop hides the light it
-        # was taken in), which comes after the light correction, as in training.
-        crop, info = crop_picture(rgb, self.detector, self.crop_settings, finish=False)
-        measured = face_conditions(crop, info.face)
-        conditions = measured.warnings()
-        quality = face_quality(crop, info.face)
-        corrected = light_corrected(crop, measured) if self.correct_light else crop
-        changed = corrected is not crop
-        corrected = finish_crop(corrected, self.crop_settings)
+        face = prepare_face(rgb, self.detector, self.crop_settings, self.correct_light)
+        info, corrected, changed = face.info, face.crop, face.light_corrected
+        conditions = face.conditions.warnings()
+        quality = face_quality(face.measured, info.face)
         if info.face is None:
             if self.no_face == "error":
                 raise NoFaceError(

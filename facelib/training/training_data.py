@@ -60,6 +60,13 @@ def gather(cfg: TrainConfig, crops_root: Path | None, run_path: Path, chief: boo
         validation.append(split.validation)
         records.append(_lfw_record(split, crops_root, run_path, chief))
     settings = crop_policy(cfg)
+    if settings.equalize and cfg.augmentation not in ("basic", "strong"):
+        # The pipeline relights the stored crops, which are equalised already: it would
+        # train on shadows that verify, equalising last, never embeds.
+        warnings.append(
+            f"augmentation {cfg.augmentation!r} relights crops that are equalised already "
+            "(verify equalises after the light); --set augmentation=basic trains as verify sees faces"
+        )
     for number, folder in enumerate(cfg.images, 1):
         manifest = run_path / SOURCES / f"{number}-{Path(folder).name}.csv"
         listing = _listing(Path(folder), manifest, chief, resumed)
