@@ -165,9 +165,8 @@ def test_the_suite_treats_a_degraded_picture_as_verify_does_for_an_equalising_po
     from facelib.data.crop import crop_picture, finish_crop
     from facelib.data.quality import face_conditions, light_corrected
 
-    settings = CropSettings(
-        detector="yunet", equalize=True
-    )  # finds every face here (Haar: not under side light)
+    # YuNet finds every face here (Haar not, under side light).
+    settings = CropSettings(detector="yunet", equalize=True)
     detector = settings.make_detector()
     pictures = [str(lfw_root / "George_W_Bush" / f"George_W_Bush_000{n}.jpg") for n in (1, 2, 3)]
     crops, found = degraded_crops(pictures, "lighting", settings, correct_light=True)

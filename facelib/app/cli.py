@@ -578,8 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument(
         "--equalize",
         action="store_true",
-        help="equalise each crop's lightness in tiles (CLAHE), so a face in shadow shows its detail; "
-        "crops go to <…>-eq",
+        help="equalise each crop's lightness in tiles (CLAHE); crops go to <…>-eq. Train on them with "
+        "--set crops=<that folder> --set augmentation=basic (tried: no gain under side light, docs/recipes.md)",
     )
     prep.add_argument("--no-face", choices=list(config.NO_FACE_POLICIES), default="fallback")
     prep.add_argument("--limit", type=int, help="only the first N images (default: the preset's)")

@@ -82,7 +82,7 @@ class PreparedFace:
     measured: np.ndarray  # the crop as cropped, where light and quality are measured
     info: CropInfo
     conditions: Conditions
-    light_corrected: bool
+    was_light_corrected: bool
 
 
 def prepare_face(
@@ -253,8 +253,8 @@ def eye_angle(face: Face | None) -> float | None:
 
 
 def face_quality(crop: np.ndarray, face: Face | None, limits: dict | None = None) -> QualityReport:
-    """The quality of the face of `crop` (as crop.crop_picture made it with finish=False:
-    before any light correction or equalising) found as `face` in the picture (None: no face found, the centre of the
+    """The quality of the face of `crop` (as crop.crop_picture made it with
+    finish=False: before any light correction or equalising) found as `face` in the picture (None: no face found, the centre of the
     picture was used, which fails)."""
     conditions = face_conditions(crop, face)
     measures = [

@@ -318,7 +318,7 @@ class FaceVerifier:
             raise type(exc)(f"{label}: {exc}") from exc
         height, width = rgb.shape[:2]
         face = prepare_face(rgb, self.detector, self.crop_settings, self.correct_light)
-        info, corrected, changed = face.info, face.crop, face.light_corrected
+        info, corrected, changed = face.info, face.crop, face.was_light_corrected
         conditions = face.conditions.warnings()
         quality = face_quality(face.measured, info.face)
         if info.face is None:
