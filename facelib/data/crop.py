@@ -244,12 +244,15 @@ def _moved(face: Face, offset: float, scale: float) -> Face:
     return Face(box, face.score, landmarks)
 
 
+def _clahe(channel: np.ndarray) -> np.ndarray:
+    """One channel's contrast equalised in 8 × 8 tiles (CLAHE, clip 3): dark and bright
+    parts alike get the full range."""
+    return cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(np.ascontiguousarray(channel))
+
+
 def equalized(rgb: np.ndarray) -> np.ndarray:
-    """The picture in grey with its contrast equalised in 8 × 8 tiles (CLAHE, clip 3):
-    dark and bright parts alike get the full range."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
-    return cv2.cvtColor(clahe.apply(grey), cv2.COLOR_GRAY2RGB)
+    """The picture in grey with its contrast equalised (`_clahe`), for the detector's retry."""
+    return cv2.cvtColor(_clahe(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)), cv2.COLOR_GRAY2RGB)
 
 
 def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) -> tuple[list[Face], bool]:
@@ -278,11 +281,9 @@ def detect_faces(rgb: np.ndarray, detector: Detector, settings: CropSettings) ->
 
 
 def lightness_equalized(rgb: np.ndarray) -> np.ndarray:
-    """The crop with its lightness equalised in 8 × 8 tiles (CLAHE on Lab's L, clip 3 as
-    `equalized` for the detector's retry) and its colour kept."""
+    """The crop with its lightness (Lab's L) equalised as `equalized` does, colour kept."""
     lab = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2LAB)
-    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
-    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    lab[:, :, 0] = _clahe(lab[:, :, 0])
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 

@@ -253,9 +253,9 @@ def eye_angle(face: Face | None) -> float | None:
 
 
 def face_quality(crop: np.ndarray, face: Face | None, limits: dict | None = None) -> QualityReport:
-    """The quality of the face of `crop` (as crop.crop_picture made it with
-    finish=False: before any light correction or equalising) found as `face` in the picture (None: no face found, the centre of the
-    picture was used, which fails)."""
+    """The quality of the face of `crop` (as crop.crop_picture made it with finish=False:
+    before any light correction or equalising) found as `face` in the picture (None: no
+    face found, the centre of the picture was used, which fails)."""
     conditions = face_conditions(crop, face)
     measures = [
         rate("face_px", conditions.face_px, limits),

@@ -14,8 +14,8 @@ Each picture goes through the crop policy training data went through
 smallest face, the padded retry, the largest, most central face with the count
 reported, the same margin, alignment and no-face fallback; its light measured and, out
 of LFW's, corrected; then the policy's equalising where the card has it:
-`quality.prepare_face`), then the same centre region, then the embedding. The threshold is the model's
-calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose,
+`quality.prepare_face`), then the same centre region, then the embedding. The threshold
+is the model's calibrated one (`facelib evaluate` on LFW View 1), else the one its validation chose,
 or a named calibration made on your own pictures (`facelib calibrate`, then
 `FaceVerifier(calibration="NAME")`).
 
