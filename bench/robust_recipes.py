@@ -119,6 +119,13 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     "lighting-mild-seed2": seeded("lighting-mild", 2, keep_epochs=True),
     "yunet-seed3": seeded("yunet", 3),
     "lighting-mild-seed3": seeded("lighting-mild", 3),
+    "shadow-mild": (
+        "lighting-mild",
+        "the relit third under a hard-edged shadow from one side and then verify's light correction"
+        " (`side_shadow`), instead of `relight`",
+        {"augmentation": "shadow-mild"},
+    ),
+    "shadow-mild-seed3": seeded("shadow-mild", 3),
     "lr1e-3": (
         "lighting-mild",
         "peak learning rate 1e-3 instead of 2e-3 (validation AUC dipped mid-run at 2e-3)",

@@ -55,7 +55,7 @@ MINING_MODES = ("random", "batch_hard", "batch_semihard")
 HEADS = ("l2", "relu")  # relu: the seed's unnormalised embedding, a baseline
 SCHEDULES = ("cosine", "constant")
 NO_FACE_POLICIES = ("fallback", "skip")
-AUGMENTATIONS = ("basic", "strong", "lighting", "lighting-mild", "robust")  # pipeline.augment
+AUGMENTATIONS = ("basic", "strong", "lighting", "lighting-mild", "shadow-mild", "robust")  # pipeline.augment
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from facelib.data import datasets
 from facelib.data.preprocess import read_manifest
+from facelib.data.quality import LIMITS
 
 USABLE = ("detected", "multiple")  # fallback crops are guesses: left out of training
 
@@ -199,7 +200,8 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     60–100%, wider brightness/contrast, saturation jitter, and a fifth of the pictures
     in grey and a fifth blurred, so colour and sharpness say less about who it is.
     "lighting": basic, then light as a home webcam sees it (`relight`); "lighting-mild":
-    the same on a third of the pictures only.
+    the same on a third of the pictures only; "shadow-mild": a third of the pictures
+    under a hard shadow from one side and then verify's light correction (`side_shadow`).
     "robust": lighting, then the picture as a webcam or phone takes it (`degrade`):
     a turned or tilted face, small, blurred, compressed."""
     if strength == "strong":
@@ -226,6 +228,10 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     if strength == "lighting-mild":  # a third of the pictures relit, the rest as basic leaves them
         image = _sometimes(
             seeds[7], 1 / 3, lambda x: relight(tf.clip_by_value(x, 0.0, 255.0), seeds[5]), image
+        )
+    if strength == "shadow-mild":  # a third of the pictures shadowed, as verify then sees them
+        image = _sometimes(
+            seeds[7], 1 / 3, lambda x: side_shadow(tf.clip_by_value(x, 0.0, 255.0), seeds[5]), image
         )
     if strength == "robust":
         image = degrade(image, seeds[6])
@@ -262,6 +268,53 @@ def relight(image, seed):
     image = _sometimes(seeds[6], 0.5, lambda x: x * gains, image)
     image = tf.clip_by_value(image, 0.0, 255.0)
     return _sometimes(seeds[7], 0.2, lambda x: tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x)), image)
+
+
+def side_shadow(image, seed):
+    """A face lit from one side as `verify` embeds it: a shadow with a sharp edge over
+    part of the face (down to 3–30% of the lit side; the light from the left or right,
+    up to 60° off the horizontal), on half the pictures a gamma curve (0.5–2), an 8-bit
+    picture again, then verify's light correction (`light_corrected_graph`), which
+    lifts the shadow and the coarse steps of its few grey levels."""
+    seeds = tf.random.experimental.stateless_split(seed, 7)
+    size = tf.shape(image)[0]
+    axis = tf.linspace(-1.0, 1.0, size)
+    angle = tf.random.stateless_uniform([], seeds[0], -np.pi / 3, np.pi / 3)
+    angle += tf.where(_coin(seeds[1], 0.5), np.pi, 0.0)
+    along = tf.cos(angle) * axis[None, :] + tf.sin(angle) * axis[:, None]
+    edge = tf.random.stateless_uniform([], seeds[2], -0.4, 0.4)  # in half-widths from the middle
+    softness = tf.random.stateless_uniform([], seeds[3], 0.05, 0.3)
+    darkest = tf.random.stateless_uniform([], seeds[4], 0.03, 0.3)
+    gain = darkest + (1.0 - darkest) * tf.sigmoid((edge - along) / softness)
+    image = image * gain[:, :, None]
+    gamma = tf.exp(tf.random.stateless_uniform([], seeds[5], -0.7, 0.7))
+    image = _sometimes(seeds[6], 0.5, lambda x: 255.0 * tf.pow(x / 255.0 + 1e-6, gamma), image)
+    return light_corrected_graph(tf.round(tf.clip_by_value(image, 0.0, 255.0)))
+
+
+def light_corrected_graph(image):
+    """`quality.light_corrected` in the graph: a face whose middle 60% is dark, washed
+    out or lit from one side (`quality.LIMITS`) brought to mid-grey by one gamma curve,
+    in 8-bit steps as verify's table gives them; any other face as it is."""
+    size = tf.shape(image)[0]
+    low, high = (
+        tf.cast(tf.round(0.2 * tf.cast(size, tf.float32)), tf.int32),
+        tf.cast(tf.round(0.8 * tf.cast(size, tf.float32)), tf.int32),
+    )
+    middle = tf.image.rgb_to_grayscale(image)[low:high, low:high, 0]
+    half = tf.shape(middle)[1] // 2
+    left, right = tf.reduce_mean(middle[:, :half]), tf.reduce_mean(middle[:, half:])
+    brightness = tf.reduce_mean(middle)
+    sided = tf.minimum(left, right) / tf.maximum(tf.maximum(left, right), 1e-6)
+    outside = (
+        (brightness < LIMITS["darkest_brightness"])
+        | (brightness > LIMITS["brightest_brightness"])
+        | (sided < LIMITS["side_light_ratio"])
+    )
+    level = tf.clip_by_value(brightness, 1.0, 254.0) / 255.0
+    gamma = tf.math.log(0.5) / tf.math.log(level)
+    corrected = tf.floor(tf.clip_by_value(255.0 * tf.pow(image / 255.0, gamma), 0.0, 255.0))
+    return tf.where(outside, corrected, image)
 
 
 def degrade(image, seed):
