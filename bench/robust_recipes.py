@@ -117,7 +117,6 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     "lighting-mild-seed1": seeded("lighting-mild", 1),
     "yunet-seed2": seeded("yunet", 2, keep_epochs=True),
     "lighting-mild-seed2": seeded("lighting-mild", 2, keep_epochs=True),
-    "yunet-seed3": seeded("yunet", 3),
     "lighting-mild-seed3": seeded("lighting-mild", 3),
     "shadow-mild": (
         "lighting-mild",

@@ -7,7 +7,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from facelib.data.pipeline import FaceSet, augment, eval_transform, relight, training_dataset, warp
+from facelib.data import quality
+from facelib.data.pipeline import (
+    FaceSet,
+    augment,
+    eval_transform,
+    light_corrected_graph,
+    relight,
+    side_shadow,
+    training_dataset,
+    warp,
+)
 
 pytestmark = pytest.mark.tensorflow  # facelib's imports here load TensorFlow
 
@@ -75,7 +85,8 @@ def test_strong_augmentation_stays_in_range_is_seeded_and_makes_grey_pictures():
 
 
 @pytest.mark.parametrize(
-    ("strength", "fewest_changed"), [("lighting", 30), ("lighting-mild", 10), ("robust", 30)]
+    ("strength", "fewest_changed"),
+    [("lighting", 30), ("lighting-mild", 10), ("shadow-mild", 10), ("robust", 30)],
 )
 def test_lighting_and_robust_augmentations_stay_in_range_are_seeded_and_vary(strength, fewest_changed):
     image = _noise(40, 3)
@@ -85,15 +96,15 @@ def test_lighting_and_robust_augmentations_stay_in_range_are_seeded_and_vary(str
     assert np.array_equal(outputs[4], _augment(image, (4, 0), strength))
     basic = [_augment(image, (seed, 0)) for seed in range(60)]
     changed = sum(not np.allclose(b, o, atol=1e-3) for b, o in zip(basic, outputs, strict=True))
-    # lighting-mild relights a third: about 20 of 60 (two thirds would be about 40)
-    assert fewest_changed <= changed <= 30 if strength == "lighting-mild" else changed >= fewest_changed
+    # the -mild ones change a third: about 20 of 60 (two thirds would be about 40)
+    assert fewest_changed <= changed <= 30 if strength.endswith("-mild") else changed >= fewest_changed
     # It only adds to the basic augmentation: its first draws are basic's own.
     seed = tf.constant([4, 0], tf.int64)
     first = tf.random.experimental.stateless_split(seed, 5).numpy()
     assert np.array_equal(first, tf.random.experimental.stateless_split(seed, 9).numpy()[:5])
 
 
-@pytest.mark.parametrize("strength", ["lighting", "lighting-mild", "robust"])
+@pytest.mark.parametrize("strength", ["lighting", "lighting-mild", "shadow-mild", "robust"])
 def test_augment_gives_the_same_pictures_in_a_graph_as_eagerly(strength):
     # tf.data runs augment as a graph, where its tf.cond branches are traced, not run
     image = tf.constant(_noise(40, 5))
@@ -113,6 +124,30 @@ def test_relight_shades_one_side_and_makes_some_pictures_grey():
         shaded += spread.max() - spread.min() > 30  # a gradient across the picture
         grey += np.allclose(out[..., 0], out[..., 1]) and np.allclose(out[..., 1], out[..., 2])
     assert 10 <= shaded <= 30 and 2 <= grey <= 16
+
+
+def test_the_graph_light_correction_is_verifys():
+    # Training shows shadowed faces as verify embeds them: the same gamma, the same limits
+    rng = np.random.default_rng(7)
+    corrected = 0
+    for _ in range(20):
+        picture = rng.integers(0, 256, (48, 48, 3)).astype(np.float32)
+        picture *= np.linspace(1.0, rng.uniform(0.05, 1.0), 48)[None, :, None] * rng.uniform(0.2, 1.2)
+        picture = np.clip(picture, 0, 255).astype(np.uint8)
+        expected = quality.light_corrected(picture, quality.face_conditions(picture, None))
+        corrected += expected is not picture
+        got = light_corrected_graph(tf.constant(picture, tf.float32)).numpy()
+        assert np.abs(got - expected.astype(np.float32)).max() <= 1.0  # the grey level's rounding
+    assert 5 <= corrected <= 19  # both kinds drawn: some inside LFW's light, some outside
+
+
+def test_side_shadow_darkens_one_side_before_verifys_correction():
+    flat = tf.ones((32, 32, 3)) * 150.0
+    for seed in range(10):
+        out = side_shadow(flat, tf.constant([seed, 3], tf.int64)).numpy()
+        assert out.min() >= 0.0 and out.max() <= 255.0 and np.array_equal(out, np.round(out))
+        columns = out.mean(axis=(0, 2))
+        assert abs(columns[:4].mean() - columns[-4:].mean()) > 20  # a shadow across, left or right
 
 
 def test_warp_without_angle_or_turn_keeps_the_picture_and_a_right_angle_rotates_it():
