@@ -140,7 +140,7 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
 }
 # Runs stopped before the end, on purpose (docs/recipes.md says why); their row shows the
 # last epoch's validation AUC.
-STOPPED = {"dropout"}
+STOPPED = {"dropout", "shadow-mild"}
 ROWS = ["lighting", "scale", "blur", "jpeg", "rotation", "turn", "tight", "loose", "offset"]
 
 
