@@ -58,7 +58,7 @@ class TrainConfig:
     classifier_margin: float = 0.35
     classifier_weight: float = 1.0
     optimizer: str = "adam"  # adam | adamw
-    augmentation: str = "basic"  # basic | strong | lighting | lighting-mild | shadow-mild | robust (pipeline.augment)
+    augmentation: str = "basic"  # basic | strong | lighting[-mild] | shadow-mild | robust (pipeline.augment)
     weight_decay: float = 0.0  # adamw only
     crops: str = "lfw-deepfunneled-haar-160"  # folder under data/processed/
     # View 1's training people with one picture (2,854) as well: classes of the CosFace
