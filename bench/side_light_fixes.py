@@ -12,7 +12,8 @@ others go through as they are, as in verify):
 - a gamma curve per half of the face (left and right each to mid-grey), blended across
   the middle fifth;
 - a gamma per pixel from the light around it (the grey crop blurred by 0.3 of its side);
-- the shadowed half replaced by the lit half's mirror image, then the gamma;
+- the shadowed half replaced by the lit half's mirror image, then verify's gamma if the
+  mirrored crop is still outside LFW's light;
 - the clean picture's crop geometry (where the face was found before the shadow), then
   the gamma: how much of the row's loss is where the crop falls, not what it shows.
 """

@@ -90,8 +90,8 @@ CPU_DETECTOR = "yunet"
 # the precision the CPU runs fastest (mixed bfloat16 where it is in hardware), for a
 # budget of minutes: the run times its own steps and fixes their number to fit
 # (training.budget.Plan), on whatever CPU runs it. A third of its training pictures are
-# relit (`lighting-mild`): over three runs each it held clean faces level and gained under
-# side light (docs/recipes.md, robustness study). `cpu-v1` is that study's baseline (112 px
+# relit (`lighting-mild`): over eight runs against basic's five it is level on clean faces
+# and a little ahead under side light, not clearly (docs/recipes.md, robustness study). `cpu-v1` is that study's baseline (112 px
 # float32, soft margin, Adam, fixed steps; TrainConfig's defaults): the screening rows
 # of bench/recipes.py start from it.
 CPU_TRAINING_MINUTES = 40

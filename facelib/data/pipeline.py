@@ -295,7 +295,9 @@ def side_shadow(image, seed):
 def light_corrected_graph(image):
     """`quality.light_corrected` in the graph: a face whose middle 60% is dark, washed
     out or lit from one side (`quality.LIMITS`) brought to mid-grey by one gamma curve,
-    in 8-bit steps as verify's table gives them; any other face as it is."""
+    in 8-bit steps as verify's table gives them; any other face as it is. (cv2 rounds the
+    grey levels it measures and this does not: a face within half a grey level of a limit
+    may be judged otherwise.)"""
     size = tf.shape(image)[0]
     low, high = (
         tf.cast(tf.round(0.2 * tf.cast(size, tf.float32)), tf.int32),
