@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
+from robust_recipes import write_between  # noqa: E402  (the same docs/recipes.md, between markers)
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BEGIN, END = "<!-- side_light_fixes.py table: begin -->", "<!-- side_light_fixes.py table: end -->"
 
 
@@ -165,12 +165,7 @@ def main() -> None:
     text = table(results, command)
     print(text)
     if args.write:
-        old = DOC.read_text()
-        if BEGIN in old:
-            old = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
-        else:
-            old = old.rstrip() + "\n\n" + text
-        DOC.write_text(old)
+        write_between(BEGIN, END, text)
 
 
 if __name__ == "__main__":
