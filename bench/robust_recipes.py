@@ -117,6 +117,7 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     "lighting-mild-seed1": seeded("lighting-mild", 1),
     "yunet-seed2": seeded("yunet", 2, keep_epochs=True),
     "lighting-mild-seed2": seeded("lighting-mild", 2, keep_epochs=True),
+    "yunet-seed3": seeded("yunet", 3),
     "lighting-mild-seed3": seeded("lighting-mild", 3),
     "shadow-mild": (
         "lighting-mild",
@@ -181,8 +182,9 @@ def row(name: str, folder: Path) -> str:
         rows = {r.degradation: r for r in report.rows}
         suite = [f"{report.degraded_auc:.3f}"] + [f"{rows[n].auc:.3f}" if n in rows else "" for n in ROWS]
         found = f"{100 * rows['lighting'].faces_found:.0f}%" if "lighting" in rows else ""
+        light = report.light_correction
     else:
-        suite, found = [""] * (len(ROWS) + 1), ""
+        suite, found, light = [""] * (len(ROWS) + 1), "", ""
     test = ""
     metrics = folder / "eval" / "metrics.json"
     if metrics.is_file():
@@ -195,14 +197,15 @@ def row(name: str, folder: Path) -> str:
     return (
         f"| `{name}` | {parent or ''} | {change} | {len(epochs)}{state} | "
         f"{median_speed:.1f} | {auc[-1]:.3f} | " + " | ".join(suite) + f" | {found} | {test} | "
-        f"{epochs[-1].get('cpu') or '?'} |"
+        f"{epochs[-1].get('cpu') or '?'} | {light} |"
     )
 
 
 def kept_rows(columns: int) -> dict[str, str]:
     """The rows the table holds now, by recipe: a model trained on another machine (or
     session) keeps its row. Rows written before the CPU column get the machine their
-    table named."""
+    table named, and rows written before the light-correction column were scored with one
+    curve."""
     text = DOC.read_text()
     if BEGIN not in text:
         return {}
@@ -212,8 +215,10 @@ def kept_rows(columns: int) -> dict[str, str]:
     kept = {}
     for line in section.splitlines():
         if line.startswith("| `"):
-            if line.count("|") - 1 < columns:
+            if line.count("|") - 1 < columns - 1:
                 line = f"{line} {cpu} |"
+            if line.count("|") - 1 < columns:
+                line = f"{line} one curve |"
             kept[line.split("`")[1]] = line
     return kept
 
@@ -222,11 +227,11 @@ def table(models: Path) -> str:
     head = (
         "| recipe | parent | change | epochs | images/s | val AUC | suite AUC | "
         + " | ".join(ROWS)
-        + " | faces found, lit | View 1 test (finalists only) | CPU |"
+        + " | faces found, lit | View 1 test (finalists only) | CPU | light correction |"
     )
     lines = [
         head,
-        "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---", "---"]) + " |",
+        "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(ROWS)) + ["---:", "---", "---", "---"]) + " |",
     ]
     earlier = kept_rows(head.count("|") - 1)
     shown = []
@@ -243,7 +248,9 @@ def table(models: Path) -> str:
         "epoch's, on 300 + 300 pairs of held-out training-side people. *suite AUC*: the mean over the "
         "nine degradations of `facelib evaluate --robustness` (same people; each column one "
         "degradation); *faces found, lit*: how often the model's crop policy found a face under the "
-        "lighting row. images/s: the median epoch after the first, as loaded as the machine was.\n\n"
+        "lighting row. images/s: the median epoch after the first, as loaded as the machine was. "
+        "*light correction*: how the suite's degraded crops were corrected, as verify did when the "
+        "row was scored (one gamma curve until verify took a curve per half).\n\n"
         f"Machine of this run: {machine()}. Each row names the CPU it trained on; a row whose "
         "model is not under models/ here is kept as an earlier run wrote it.\n\n"
         + "\n".join(lines)

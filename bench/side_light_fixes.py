@@ -8,14 +8,18 @@ degraded crop changes.
 
 Each variant, on the crops `quality.face_conditions` finds outside LFW's light (the
 others go through as they are, as in verify):
-- no correction; verify's gamma curve (`quality.light_corrected`, what ships);
+- no correction; one gamma curve over the crop to mid-grey (`quality.one_curve`, verify's
+  correction until this bench);
 - a gamma curve per half of the face (left and right each to mid-grey), blended across
-  the middle fifth;
+  the middle fifth (`quality.curve_per_half`, verify's correction since);
 - a gamma per pixel from the light around it (the grey crop blurred by 0.3 of its side);
 - the shadowed half replaced by the lit half's mirror image, then verify's gamma if the
   mirrored crop is still outside LFW's light;
 - the clean picture's crop geometry (where the face was found before the shadow), then
   the gamma: how much of the row's loss is where the crop falls, not what it shows.
+
+The last column is the curve per half against the one curve on the same pairs, with a
+95% interval from resampling the pairs (1,000 draws).
 """
 
 from __future__ import annotations
@@ -34,26 +38,6 @@ from robust_recipes import write_between  # noqa: E402  (the same docs/recipes.m
 BEGIN, END = "<!-- side_light_fixes.py table: begin -->", "<!-- side_light_fixes.py table: end -->"
 
 
-def _gamma_to_mid_grey(crop: np.ndarray, brightness: float) -> np.ndarray:
-    level = min(max(brightness, 1.0), 254.0) / 255.0
-    return np.clip(255.0 * (crop.astype(np.float32) / 255.0) ** (np.log(0.5) / np.log(level)), 0, 255)
-
-
-def _halves_means(crop: np.ndarray) -> tuple[float, float]:
-    grey = cv2.cvtColor(np.asarray(crop, np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    side = grey.shape[0]
-    middle = grey[round(0.2 * side) : round(0.8 * side), round(0.2 * side) : round(0.8 * side)]
-    half = middle.shape[1] // 2
-    return float(middle[:, :half].mean()), float(middle[:, half:].mean())
-
-
-def gamma_per_half(crop: np.ndarray) -> np.ndarray:
-    left, right = (_gamma_to_mid_grey(crop, m) for m in _halves_means(crop))
-    x = (np.arange(crop.shape[1]) + 0.5) / crop.shape[1]
-    weight = np.clip((0.6 - x) / 0.2, 0, 1)[None, :, None]
-    return (left * weight + right * (1 - weight)).astype(np.uint8)
-
-
 def gamma_per_pixel(crop: np.ndarray, spread: float = 0.3) -> np.ndarray:
     grey = cv2.cvtColor(np.asarray(crop, np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     light = np.clip(cv2.GaussianBlur(grey, (0, 0), spread * crop.shape[0]), 1 / 255, 254 / 255)
@@ -62,15 +46,18 @@ def gamma_per_pixel(crop: np.ndarray, spread: float = 0.3) -> np.ndarray:
 
 
 def lit_half_mirrored(crop: np.ndarray, blend: float = 0.1) -> np.ndarray:
-    left, right = _halves_means(crop)
+    from facelib.data.quality import face_conditions
+
+    left, right = face_conditions(crop, None).halves
     x = (np.arange(crop.shape[1]) + 0.5) / crop.shape[1]
     keep = (0.5 + blend - x) if left > right else (x - 0.5 + blend)
     weight = np.clip(keep / (2 * blend), 0, 1)[None, :, None]
     return np.clip(crop * weight + crop[:, ::-1] * (1 - weight), 0, 255).astype(np.uint8)
 
 
-VARIANTS = ["clean picture", "no correction", "gamma (verify)", "gamma per half", "gamma per pixel",
+VARIANTS = ["clean picture", "no correction", "one curve", "curve per half (verify)", "gamma per pixel",
             "lit half mirrored", "clean picture's crop"]  # fmt: skip
+GAIN = ("curve per half (verify)", "one curve")  # the column of the resampled difference
 
 
 def variant_crops(model: str) -> tuple[dict[str, np.ndarray], object, float, object, object]:
@@ -96,8 +83,8 @@ def variant_crops(model: str) -> tuple[dict[str, np.ndarray], object, float, obj
         is_outside = any(w in quality.LIGHT_WARNINGS for w in conditions.warnings())
         outside.append(is_outside)
         fixed = {
-            "gamma (verify)": quality.light_corrected(crop, conditions),
-            "gamma per half": gamma_per_half(crop),
+            "one curve": quality.one_curve(crop, conditions.brightness),
+            "curve per half (verify)": quality.light_corrected(crop, conditions),
             "gamma per pixel": gamma_per_pixel(crop),
             "lit half mirrored": quality.light_corrected(
                 mirrored := lit_half_mirrored(crop), quality.face_conditions(mirrored, None)
@@ -122,6 +109,25 @@ def variant_crops(model: str) -> tuple[dict[str, np.ndarray], object, float, obj
     return finished, pairs, float(np.mean(outside)), network, card
 
 
+def paired_gain(
+    distances: dict[str, np.ndarray], same: np.ndarray, draws: int = 1000
+) -> tuple[float, float, float]:
+    """AUC of GAIN[0] minus GAIN[1] on the same pairs, and its 95% interval over pairs
+    drawn again with replacement (both variants scored on each draw)."""
+    from facelib.core.metrics import roc_auc
+
+    better, base = (distances[name] for name in GAIN)
+    rng = np.random.default_rng(0)
+    gains = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(same), len(same))
+        if same[pick].all() or not same[pick].any():
+            continue
+        gains.append(roc_auc(better[pick], same[pick]) - roc_auc(base[pick], same[pick]))
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return roc_auc(better, same) - roc_auc(base, same), float(low), float(high)
+
+
 def score(model: str) -> dict:
     from facelib.core.decision import embedding_distance
     from facelib.core.metrics import roc_auc
@@ -129,29 +135,39 @@ def score(model: str) -> dict:
 
     crops, pairs, outside, network, card = variant_crops(model)
     left = embed_files(network, pairs.left_crops, card.input_size)
-    aucs = {}
+    aucs, distances = {}, {}
     for name in VARIANTS:
         right = embed_arrays(network, crops[name], card.input_size)
-        aucs[name] = roc_auc(embedding_distance(left, right), pairs.same)
+        distances[name] = embedding_distance(left, right)
+        aucs[name] = roc_auc(distances[name], pairs.same)
         print(f"{model}: {name}: AUC {aucs[name]:.3f}", flush=True)
-    return {"model": model, "aucs": aucs, "outside": outside}
+    gain = paired_gain(distances, np.asarray(pairs.same))
+    print(f"{model}: {GAIN[0]} − {GAIN[1]}: {gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]", flush=True)
+    return {"model": model, "aucs": aucs, "outside": outside, "gain": gain}
 
 
 def table(results: list[dict], command: str) -> str:
-    head = "| model | " + " | ".join(VARIANTS) + " | side-lit crops outside LFW's light |"
+    head = (
+        "| model | " + " | ".join(VARIANTS) + " | side-lit crops outside LFW's light | "
+        f"{GAIN[0]} − {GAIN[1]} [95%] |"
+    )
     lines = [
         BEGIN,
         f"Written by `{command}`: validation AUC on the suite's side-light row (300 + 300 pairs), "
-        "by what verification does to the degraded crop; *clean picture*: the same pairs undegraded.",
+        "by what verification does to the degraded crop; *clean picture*: the same pairs undegraded. "
+        "Last column: the difference on the same pairs, with a 95% interval from 1,000 draws of the pairs.",
         "",
         f"Machine: {machine()}",
         "",
         head,
-        "| --- | " + " | ".join(["---:"] * (len(VARIANTS) + 1)) + " |",
+        "| --- | " + " | ".join(["---:"] * (len(VARIANTS) + 2)) + " |",
     ]
     for r in results:
         cells = " | ".join(f"{r['aucs'][name]:.3f}" for name in VARIANTS)
-        lines.append(f"| `{r['model']}` | {cells} | {r['outside']:.0%} |")
+        gain, low, high = r["gain"]
+        lines.append(
+            f"| `{r['model']}` | {cells} | {r['outside']:.0%} | {gain:+.3f} [{low:+.3f}, {high:+.3f}] |"
+        )
     return "\n".join([*lines, END]) + "\n"
 
 

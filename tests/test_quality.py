@@ -12,6 +12,7 @@ from facelib.data.quality import (
     face_conditions,
     face_quality,
     light_corrected,
+    one_curve,
     rate,
     sharpness,
 )
@@ -83,6 +84,18 @@ def test_light_correction_brings_a_dark_face_to_mid_grey_and_leaves_others_alone
     assert light_corrected(even, face_conditions(even, _face())) is even
     small = _crop(128)
     assert light_corrected(small, face_conditions(small, _face(side=20))) is small  # not a light problem
+
+
+def test_a_face_lit_from_one_side_gets_a_curve_per_half():
+    crop = _crop(170)
+    crop[:, :80] = 45  # the left half in shadow
+    conditions = face_conditions(crop, _face())
+    corrected = light_corrected(crop, conditions).astype(float)
+    assert conditions.halves == (45.0, 170.0)
+    # each half's middle to mid-grey: the shadow lifted, the lit side darkened
+    assert abs(corrected[:, :60].mean() - 127) < 2 and abs(corrected[:, 100:].mean() - 127) < 2
+    one = one_curve(crop, conditions.brightness).astype(float)  # verify's curve before
+    assert one[:, 100:].mean() - one[:, :60].mean() > 60  # leaves the two sides far apart
 
 
 def test_verify_corrects_the_light_of_a_shaded_face_unless_told_not_to(smoke_model, lfw_root):

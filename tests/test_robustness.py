@@ -16,6 +16,7 @@ from facelib.data.images import load_image
 from facelib.evaluation.robustness import (
     DEGRADATIONS,
     REPORT,
+    RobustnessReport,
     degrade,
     degraded_crops,
     read_report,
@@ -112,7 +113,12 @@ def test_report_on_the_smoke_model_scores_its_validation_pairs(smoke_model):
     assert found.all()
     saved = read_report(smoke_model)
     assert saved is not None and saved.rows == report.rows
-    assert json.loads((smoke_model / "eval" / REPORT).read_text())["degraded_auc"] == report.degraded_auc
+    stored = json.loads((smoke_model / "eval" / REPORT).read_text())
+    assert stored["degraded_auc"] == report.degraded_auc
+    # the report says how verify corrected the light; one from before that field used one curve
+    assert saved.light_correction == "curve per half" and "light correction: curve per half" in report.table()
+    del stored["light_correction"]
+    assert RobustnessReport.from_json(stored).light_correction == "one curve"
 
 
 def test_cli_robustness_prints_the_chosen_rows(smoke_model, capsys):

@@ -274,8 +274,9 @@ def side_shadow(image, seed):
     """A face lit from one side as `verify` embeds it: a shadow with a sharp edge over
     part of the face (down to 3–30% of the lit side; the light from the left or right,
     up to 60° off the horizontal), on half the pictures a gamma curve (0.5–2), an 8-bit
-    picture again, then verify's light correction (`light_corrected_graph`), which
-    lifts the shadow and the coarse steps of its few grey levels."""
+    picture again, then verify's light correction of the time (one curve,
+    `light_corrected_graph`), which lifts the shadow and the coarse steps of its few grey
+    levels."""
     seeds = tf.random.experimental.stateless_split(seed, 7)
     size = tf.shape(image)[0]
     axis = tf.linspace(-1.0, 1.0, size)
@@ -293,11 +294,13 @@ def side_shadow(image, seed):
 
 
 def light_corrected_graph(image):
-    """`quality.light_corrected` in the graph: a face whose middle 60% is dark, washed
-    out or lit from one side (`quality.LIMITS`) brought to mid-grey by one gamma curve,
-    in 8-bit steps as verify's table gives them; any other face as it is. (cv2 rounds the
-    grey levels it measures and this does not: a face within half a grey level of a limit
-    may be judged otherwise.)"""
+    """Verify's light correction as it was when `shadow-mild` was measured, in the graph:
+    a face whose middle 60% is dark, washed out or lit from one side (`quality.LIMITS`)
+    brought to mid-grey by one gamma curve (`quality.one_curve`), in 8-bit steps as its
+    table gives them; any other face as it is. Verify now uses a curve per half
+    (`quality.light_corrected`); this one stays so that the rejected row's command trains
+    what was measured. (cv2 rounds the grey levels it measures and this does not: a face
+    within half a grey level of a limit may be judged otherwise.)"""
     size = tf.shape(image)[0]
     low, high = (
         tf.cast(tf.round(0.2 * tf.cast(size, tf.float32)), tf.int32),

@@ -41,6 +41,7 @@ class Conditions:
     side_light: float  # darker half over brighter half of the face's middle (1: even)
     face_px: int | None  # the face box's longer side in the picture; None: no face found
     turn: float | None  # None without landmarks (the Haar detector gives none)
+    halves: tuple[float, float] = (128.0, 128.0)  # mean grey of the middle's left and right halves
 
     def warnings(self) -> list[str]:
         """What is outside the conditions of the threshold, in words."""
@@ -59,19 +60,36 @@ class Conditions:
 
 
 LIGHT_WARNINGS = ("dark", "washed out", "lit from one side")
+LIGHT_CORRECTION = "curve per half"  # what light_corrected does; reports record it
+
+
+def one_curve(crop: np.ndarray, brightness: float) -> np.ndarray:
+    """The crop under the one gamma curve that takes `brightness` (0–255) to mid-grey."""
+    level = min(max(brightness, 1.0), 254.0) / 255.0
+    gamma = np.log(0.5) / np.log(level)
+    table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+    return table[np.asarray(crop, np.uint8)]
+
+
+def curve_per_half(crop: np.ndarray, halves: tuple[float, float]) -> np.ndarray:
+    """Each half of the crop under its own curve to mid-grey (`one_curve` of that half's
+    mean grey, `halves` as `face_conditions` measured them), blended across the middle
+    fifth so that no edge runs down the nose."""
+    left, right = (one_curve(crop, mean).astype(np.float32) for mean in halves)
+    x = (np.arange(crop.shape[1]) + 0.5) / crop.shape[1]
+    weight = np.clip((0.6 - x) / 0.2, 0, 1)[None, :, None]
+    return (left * weight + right * (1 - weight)).astype(np.uint8)
 
 
 def light_corrected(crop: np.ndarray, conditions: Conditions) -> np.ndarray:
     """A face outside LFW's light (dark, washed out, lit from one side) brought back to
-    mid-grey by one gamma curve over the crop; any other crop as it is. Tried on the
-    robustness suite's side-light row (docs/recipes.md): it beat flattening the shadow
-    (dividing by a blurred or a planar estimate of the light) there."""
+    mid-grey by a gamma curve per half of the face (`curve_per_half`); any other crop as
+    it is. On the robustness suite's side-light row this beat one curve over the whole
+    crop (`one_curve`, verify's correction before), and one curve beat flattening the
+    shadow by a blurred or a planar estimate of the light (docs/recipes.md)."""
     if not any(w in LIGHT_WARNINGS for w in conditions.warnings()):
         return crop
-    level = min(max(conditions.brightness, 1.0), 254.0) / 255.0
-    gamma = np.log(0.5) / np.log(level)
-    table = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
-    return table[np.asarray(crop, np.uint8)]
+    return curve_per_half(crop, conditions.halves)
 
 
 @dataclass(frozen=True)
@@ -117,7 +135,7 @@ def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
             eyes = float(np.linalg.norm(axis))
             if eyes > 1e-3:  # along the eyes' line, so a tilted head is not taken for a turned one
                 turn = float(abs(np.dot(nose - (eye_a + eye_b) / 2, axis)) / eyes**2)
-    return Conditions(float(middle.mean()), side_light, face_px, turn)
+    return Conditions(float(middle.mean()), side_light, face_px, turn, (left, right))
 
 
 # ------------------------------------------------------------------ enrolment quality

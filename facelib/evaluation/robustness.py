@@ -54,7 +54,7 @@ from facelib.data import datasets
 from facelib.data.crop import CropSettings
 from facelib.data.images import load_image
 from facelib.data.preprocess import read_manifest
-from facelib.data.quality import prepare_face
+from facelib.data.quality import LIGHT_CORRECTION, prepare_face
 from facelib.recognition.card import ModelCard
 
 # ------------------------------------------------------------------ degradations
@@ -260,6 +260,9 @@ class RobustnessReport:
     rows: list[RobustnessRow]
     seconds: float = 0.0
     note: str = field(default="")
+    # how verify corrected the light of the degraded crops (quality.LIGHT_CORRECTION);
+    # reports from before it was recorded used one curve
+    light_correction: str = "one curve"
 
     @property
     def degraded_auc(self) -> float:
@@ -274,7 +277,8 @@ class RobustnessReport:
     def table(self) -> str:
         lines = [
             f"robustness of {Path(self.model).name}: {self.pairs} validation pairs, one picture of each "
-            f"degraded, then cropped by the model's crop policy ({self.crop_settings.get('detector')})",
+            f"degraded, then cropped by the model's crop policy ({self.crop_settings.get('detector')}); "
+            f"light correction: {self.light_correction}",
             f"{'degradation':<12} {'AUC':>6} {'faces found':>12} {'acc. at card':>13} "
             f"{'best thr.':>10} {'acc. at best':>13}",
         ]
@@ -377,6 +381,7 @@ def robustness_report(
         asdict(settings),
         rows,
         round(time.perf_counter() - start, 1),
+        light_correction=LIGHT_CORRECTION if correct_light else "none",
     )
     if tta:
         report.note = (
