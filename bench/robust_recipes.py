@@ -121,7 +121,7 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     "lighting-mild-seed3": seeded("lighting-mild", 3),
     "shadow-mild": (
         "lighting-mild",
-        "the relit third under a hard-edged shadow from one side and then verify's light correction"
+        "the relit third under a hard-edged shadow from one side and then verify's one-curve light correction"
         " (`side_shadow`), instead of `relight`",
         {"augmentation": "shadow-mild"},
     ),

@@ -13,10 +13,10 @@ others go through as they are, as in verify):
 - a gamma curve per half of the face (left and right each to mid-grey), blended across
   the middle fifth (`quality.curve_per_half`, verify's correction since);
 - a gamma per pixel from the light around it (the grey crop blurred by 0.3 of its side);
-- the shadowed half replaced by the lit half's mirror image, then verify's gamma if the
-  mirrored crop is still outside LFW's light;
+- the shadowed half replaced by the lit half's mirror image, then verify's correction if
+  the mirrored crop is still outside LFW's light;
 - the clean picture's crop geometry (where the face was found before the shadow), then
-  the gamma: how much of the row's loss is where the crop falls, not what it shows.
+  verify's correction: how much of the row's loss is where the crop falls, not what it shows.
 
 The last column is the curve per half against the one curve on the same pairs, with a
 95% interval from resampling the pairs (1,000 draws).
@@ -110,13 +110,12 @@ def variant_crops(model: str) -> tuple[dict[str, np.ndarray], object, float, obj
 
 
 def paired_gain(
-    distances: dict[str, np.ndarray], same: np.ndarray, draws: int = 1000
+    better: np.ndarray, base: np.ndarray, same: np.ndarray, draws: int = 1000
 ) -> tuple[float, float, float]:
-    """AUC of GAIN[0] minus GAIN[1] on the same pairs, and its 95% interval over pairs
-    drawn again with replacement (both variants scored on each draw)."""
+    """AUC of the `better` distances minus the `base` ones on the same pairs, and its 95%
+    interval over pairs drawn again with replacement (both scored on each draw)."""
     from facelib.core.metrics import roc_auc
 
-    better, base = (distances[name] for name in GAIN)
     rng = np.random.default_rng(0)
     gains = []
     for _ in range(draws):
@@ -141,7 +140,7 @@ def score(model: str) -> dict:
         distances[name] = embedding_distance(left, right)
         aucs[name] = roc_auc(distances[name], pairs.same)
         print(f"{model}: {name}: AUC {aucs[name]:.3f}", flush=True)
-    gain = paired_gain(distances, np.asarray(pairs.same))
+    gain = paired_gain(*(distances[name] for name in GAIN), np.asarray(pairs.same))
     print(f"{model}: {GAIN[0]} − {GAIN[1]}: {gain[0]:+.3f} [{gain[1]:+.3f}, {gain[2]:+.3f}]", flush=True)
     return {"model": model, "aucs": aucs, "outside": outside, "gain": gain}
 

@@ -9,6 +9,7 @@ from facelib.data.images import load_image
 from facelib.data.quality import (
     LIMITS,
     QUALITY_LIMITS,
+    curve_per_half,
     face_conditions,
     face_quality,
     light_corrected,
@@ -96,6 +97,17 @@ def test_a_face_lit_from_one_side_gets_a_curve_per_half():
     assert abs(corrected[:, :60].mean() - 127) < 2 and abs(corrected[:, 100:].mean() - 127) < 2
     one = one_curve(crop, conditions.brightness).astype(float)  # verify's curve before
     assert one[:, 100:].mean() - one[:, :60].mean() > 60  # leaves the two sides far apart
+
+
+def test_the_two_halves_curves_blend_evenly_across_the_middle_fifth():
+    flat = _crop(100, side=50)
+    assert np.array_equal(curve_per_half(flat, (60.0, 60.0)), one_curve(flat, 60.0))  # even: one curve
+    across = curve_per_half(flat, (60.0, 200.0))[0, :, 0].astype(float)
+    left, right = float(one_curve(flat, 60.0)[0, 0, 0]), float(one_curve(flat, 200.0)[0, 0, 0])
+    assert np.all(across[:20] == left) and np.all(across[30:] == right)  # outside the middle fifth
+    assert np.all(np.diff(across) <= 0)  # from the left curve to the right one, never back
+    assert np.abs(np.diff(across)).max() < (left - right) / 5 + 1  # in ten even steps, no edge
+    assert abs(across[24:26].mean() - (left + right) / 2) < 1.5  # half of each in the middle
 
 
 def test_verify_corrects_the_light_of_a_shaded_face_unless_told_not_to(smoke_model, lfw_root):

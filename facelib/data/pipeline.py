@@ -201,7 +201,8 @@ def augment(image, input_size: int, seed, strength: str = "basic"):
     in grey and a fifth blurred, so colour and sharpness say less about who it is.
     "lighting": basic, then light as a home webcam sees it (`relight`); "lighting-mild":
     the same on a third of the pictures only; "shadow-mild": a third of the pictures
-    under a hard shadow from one side and then verify's light correction (`side_shadow`).
+    under a hard shadow from one side and then verify's one-curve light correction of the
+    time (`side_shadow`).
     "robust": lighting, then the picture as a webcam or phone takes it (`degrade`):
     a turned or tilted face, small, blurred, compressed."""
     if strength == "strong":

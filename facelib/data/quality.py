@@ -41,7 +41,7 @@ class Conditions:
     side_light: float  # darker half over brighter half of the face's middle (1: even)
     face_px: int | None  # the face box's longer side in the picture; None: no face found
     turn: float | None  # None without landmarks (the Haar detector gives none)
-    halves: tuple[float, float] = (128.0, 128.0)  # mean grey of the middle's left and right halves
+    halves: tuple[float, float]  # mean grey of the middle's left and right halves (curve_per_half)
 
     def warnings(self) -> list[str]:
         """What is outside the conditions of the threshold, in words."""
@@ -74,7 +74,7 @@ def one_curve(crop: np.ndarray, brightness: float) -> np.ndarray:
 def curve_per_half(crop: np.ndarray, halves: tuple[float, float]) -> np.ndarray:
     """Each half of the crop under its own curve to mid-grey (`one_curve` of that half's
     mean grey, `halves` as `face_conditions` measured them), blended across the middle
-    fifth so that no edge runs down the nose."""
+    fifth so that no edge runs down the nose (rounded down, as `one_curve`'s table is)."""
     left, right = (one_curve(crop, mean).astype(np.float32) for mean in halves)
     x = (np.arange(crop.shape[1]) + 0.5) / crop.shape[1]
     weight = np.clip((0.6 - x) / 0.2, 0, 1)[None, :, None]

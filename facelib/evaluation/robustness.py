@@ -261,7 +261,7 @@ class RobustnessReport:
     seconds: float = 0.0
     note: str = field(default="")
     # how verify corrected the light of the degraded crops (quality.LIGHT_CORRECTION);
-    # reports from before it was recorded used one curve
+    # reports from before it was recorded used one curve (or none, before commit 93b4169)
     light_correction: str = "one curve"
 
     @property
