@@ -3,11 +3,13 @@ unpaired (Welch) and the paired comparison of runs with the same seed, CPU and s
 
     python bench/relit_vs_basic.py
 
-The figures are the runs' own, copied from where they were measured (docs/recipes.md's
-robustness table for `robust-*`, README's robustness table for `make run`'s models), not
-measured here: validation AUC, suite AUC, side-light AUC, each run scored with verify's
-one gamma curve, the correction all of them had when they were trained (the curve per
-half came after, and most of these models are no longer at hand to score again).
+The figures are the runs' own, copied from where they were measured, not measured here:
+docs/recipes.md's robustness table for `robust-*`, except the seed-3 pair, whose
+one-curve figures are README's plain rows (the docs table now holds their curve-per-half
+scores), and README's robustness table for `make run`'s models. Validation AUC, suite
+AUC, side-light AUC, each run scored with verify's one gamma curve, the correction every
+one of them was scored with (the curve per half came after, and most of these models are
+no longer at hand to score again).
 """
 
 from __future__ import annotations

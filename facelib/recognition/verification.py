@@ -132,7 +132,7 @@ class FaceVerifier:
     `detector`: overrides the card's detector (the rest of its crop policy is kept).
     `bgr`: NumPy inputs are BGR (OpenCV's order) rather than RGB.
     `correct_light`: a face that is dark, washed out or lit from one side is brought to
-    mid-grey by a gamma curve before it is embedded (quality.light_corrected).
+    mid-grey by a gamma curve per half of the face before it is embedded (quality.light_corrected).
     `tta`: each face embedded as the mean with its mirror image (flip test-time
     augmentation; two embeddings a face), judged by the threshold `facelib evaluate
     --tta` set for it. Off by default: the card's other thresholds and curves are set
