@@ -15,7 +15,6 @@ measuring there too before it ships (the card's threshold was measured without i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
-from robust_recipes import write_between  # noqa: E402
-from side_light_fixes import paired_gain  # noqa: E402
+from side_light_fixes import paired_gain, run_on_models  # noqa: E402
 
 BEGIN, END = "<!-- light_reach.py table: begin -->", "<!-- light_reach.py table: end -->"
 # rule → the side-light ratio under which the curve per half is applied too (None: LIMITS only)
@@ -125,16 +123,7 @@ def table(results: dict[str, dict], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+")
-    parser.add_argument("--write", action="store_true", help="put the table in docs/recipes.md")
-    args = parser.parse_args()
-    results = {model: score(model) for model in args.models}
-    command = "python bench/light_reach.py " + " ".join(args.models) + (" --write" if args.write else "")
-    text = table(results, command)
-    print(text)
-    if args.write:
-        write_between(BEGIN, END, text)
+    run_on_models(__doc__.split("\n\n")[0], "light_reach.py", score, table, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def score(model: str) -> dict:
     return {"model": model, "aucs": aucs, "outside": outside, "gain": gain}
 
 
-def table(results: list[dict], command: str) -> str:
+def table(results: dict[str, dict], command: str) -> str:
     head = (
         "| model | " + " | ".join(VARIANTS) + " | side-lit crops outside LFW's light | "
         f"{GAIN[0]} − {GAIN[1]} [95%] |"
@@ -161,7 +161,7 @@ def table(results: list[dict], command: str) -> str:
         head,
         "| --- | " + " | ".join(["---:"] * (len(VARIANTS) + 2)) + " |",
     ]
-    for r in results:
+    for r in results.values():
         cells = " | ".join(f"{r['aucs'][name]:.3f}" for name in VARIANTS)
         gain, low, high = r["gain"]
         lines.append(
@@ -170,17 +170,23 @@ def table(results: list[dict], command: str) -> str:
     return "\n".join([*lines, END]) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_on_models(description: str, script: str, score, table, begin: str, end: str) -> None:
+    """The command line of a bench that scores each model named and writes one table
+    (with --write, between `begin` and `end` in docs/recipes.md)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("models", nargs="+")
     parser.add_argument("--write", action="store_true", help="put the table in docs/recipes.md")
     args = parser.parse_args()
-    results = [score(model) for model in args.models]
-    command = "python bench/side_light_fixes.py " + " ".join(args.models) + (" --write" if args.write else "")
+    results = {model: score(model) for model in args.models}
+    command = f"python bench/{script} " + " ".join(args.models) + (" --write" if args.write else "")
     text = table(results, command)
     print(text)
     if args.write:
-        write_between(BEGIN, END, text)
+        write_between(begin, end, text)
+
+
+def main() -> None:
+    run_on_models(__doc__.split("\n\n")[0], "side_light_fixes.py", score, table, BEGIN, END)
 
 
 if __name__ == "__main__":
