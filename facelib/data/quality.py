@@ -38,10 +38,14 @@ LIMITS = {
 @dataclass(frozen=True)
 class Conditions:
     brightness: float  # mean grey level of the face's middle, 0–255
-    side_light: float  # darker half over brighter half of the face's middle (1: even)
     face_px: int | None  # the face box's longer side in the picture; None: no face found
     turn: float | None  # None without landmarks (the Haar detector gives none)
     halves: tuple[float, float]  # mean grey of the middle's left and right halves (curve_per_half)
+
+    @property
+    def side_light(self) -> float:
+        """The darker half over the brighter half of the face's middle (1: even)."""
+        return min(self.halves) / max(*self.halves, 1e-6)
 
     def warnings(self) -> list[str]:
         """What is outside the conditions of the threshold, in words."""
@@ -125,7 +129,6 @@ def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
     middle = grey[round(0.2 * side) : round(0.8 * side), round(0.2 * side) : round(0.8 * side)]
     half = middle.shape[1] // 2
     left, right = float(middle[:, :half].mean()), float(middle[:, half:].mean())
-    side_light = min(left, right) / max(left, right, 1e-6)
     face_px = turn = None
     if face is not None:
         face_px = int(max(face.box[2], face.box[3]))
@@ -135,7 +138,7 @@ def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
             eyes = float(np.linalg.norm(axis))
             if eyes > 1e-3:  # along the eyes' line, so a tilted head is not taken for a turned one
                 turn = float(abs(np.dot(nose - (eye_a + eye_b) / 2, axis)) / eyes**2)
-    return Conditions(float(middle.mean()), side_light, face_px, turn, (left, right))
+    return Conditions(float(middle.mean()), face_px, turn, (left, right))
 
 
 # ------------------------------------------------------------------ enrolment quality
