@@ -119,6 +119,8 @@ RECIPES: dict[str, tuple[str | None, str, dict]] = {
     "lighting-mild-seed2": seeded("lighting-mild", 2, keep_epochs=True),
     "yunet-seed3": seeded("yunet", 3),
     "lighting-mild-seed3": seeded("lighting-mild", 3),
+    "yunet-seed4": seeded("yunet", 4),
+    "lighting-mild-seed4": seeded("lighting-mild", 4),
     "shadow-mild": (
         "lighting-mild",
         "the relit third under a hard-edged shadow from one side and then verify's one-curve light correction"
