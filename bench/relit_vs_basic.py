@@ -2,6 +2,7 @@
 unpaired (Welch) and the paired comparison of runs with the same seed, CPU and steps.
 
     python bench/relit_vs_basic.py
+    python bench/relit_vs_basic.py --score MODEL...   # a new run's three figures, one curve
 
 The figures are the runs' own, copied from where they were measured, not measured here:
 docs/recipes.md's robustness table for `robust-*`, except the seed-3 pair, whose
@@ -9,13 +10,24 @@ one-curve figures are README's plain rows (the docs table now holds their curve-
 scores), and README's robustness table for `make run`'s models. Validation AUC, suite
 AUC, side-light AUC, each run scored with verify's one gamma curve, the correction every
 one of them was scored with (the curve per half came after, and most of these models are
-no longer at hand to score again).
+no longer at hand to score again). A run trained since is scored with `--score`: the
+suite with verify's correction swapped for the one curve (not saved), so that it joins
+the tally on the same correction as the rest.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+from unittest import mock
+
 import numpy as np
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+from recipes import history  # noqa: E402
 
 COLUMNS = ("validation", "suite", "side light")
 # run → (validation AUC, suite AUC, side light AUC)
@@ -48,7 +60,37 @@ TWINS = {
 }
 
 
+def score_with_one_curve(model: str) -> tuple[float, float, float]:
+    """(last epoch's validation AUC, suite AUC, side-light AUC) of a model, the suite's
+    flagged crops corrected by the one curve as verify did before commit d6cbed7."""
+    from facelib.data import quality
+    from facelib.evaluation.robustness import robustness_report
+    from facelib.recognition.model import resolve_model_folder
+
+    def one_curve_correction(crop, conditions):
+        if not any(w in quality.LIGHT_WARNINGS for w in conditions.warnings()):
+            return crop
+        return quality.one_curve(crop, conditions.brightness)
+
+    folder = resolve_model_folder(model)
+    validation = [float(r["val_auc"]) for r in history(folder) if r.get("val_auc")][-1]
+    with mock.patch.object(quality, "light_corrected", one_curve_correction):
+        report = robustness_report(folder, save=False)
+    return validation, report.degraded_auc, report.row("lighting").auc
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--score", nargs="+", metavar="MODEL", help="score these models with the one curve")
+    args = parser.parse_args()
+    if args.score:
+        print(machine())
+        for model in args.score:
+            validation, suite, side = score_with_one_curve(model)
+            print(
+                f"{model}: validation {validation:.3f}, suite {suite:.3f}, side light {side:.3f} (one curve)"
+            )
+        return
     print(f"{len(RELIT)} relit runs against {len(BASIC)} basic; {len(TWINS)} twins (same seed, CPU, steps)")
     for index, column in enumerate(COLUMNS):
         relit = np.array([run[index] for run in RELIT.values()])
@@ -57,12 +99,16 @@ def main() -> None:
         welch = stats.ttest_ind(relit, basic, equal_var=False).pvalue
         gaps = np.array([RELIT[twin][index] - BASIC[run][index] for run, twin in TWINS.items()])
         paired = stats.ttest_1samp(gaps, 0.0).pvalue
+        # like pairs a paired test needs to find a gap this size 80% of the time at p < 0.05
+        # (normal approximation, the twins' own spread)
+        needed = ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * gaps.std(ddof=1) / abs(gaps.mean())) ** 2
         print(
             f"{column}: relit {relit.mean():.3f} (sd {relit.std(ddof=1):.3f}) against basic "
             f"{basic.mean():.3f} (sd {basic.std(ddof=1):.3f}): {relit.mean() - basic.mean():+.3f}, "
             f"{(relit.mean() - basic.mean()) / error:+.1f} standard errors, Welch p {welch:.2f}; "
             f"twins {' '.join(f'{g:+.3f}' for g in gaps)}: mean {gaps.mean():+.3f}, "
-            f"relit ahead in {int((gaps > 0).sum())}, paired p {paired:.2f}"
+            f"relit ahead in {int((gaps > 0).sum())}, paired p {paired:.2f}; "
+            f"about {needed:.0f} like pairs would tell a gap this size at 80% power"
         )
 
 
