@@ -6,13 +6,13 @@ unpaired (Welch) and the paired comparison of runs with the same seed, CPU and s
 
 The figures are the runs' own, copied from where they were measured, not measured here:
 docs/recipes.md's robustness table for `robust-*`, except the seed-3 pair, whose
-one-curve figures are README's plain rows (the docs table now holds their curve-per-half
-scores), and README's robustness table for `make run`'s models. Validation AUC, suite
-AUC, side-light AUC, each run scored with verify's one gamma curve, the correction every
-one of them was scored with (the curve per half came after, and most of these models are
-no longer at hand to score again). A run trained since is scored with `--score`: the
-suite with verify's correction swapped for the one curve (not saved), so that it joins
-the tally on the same correction as the rest.
+one-curve figures are in docs/recipes.md's hand-written bullets (the table now holds
+their curve-per-half scores), as are `make run`'s models'. Validation AUC, suite AUC,
+side-light AUC, each run scored with verify's one gamma curve, the correction every one
+of them was scored with (the curve per half came after, and most of these models are no
+longer at hand to score again). A run trained since is scored with `--score`: the suite
+with verify's correction swapped for the one curve (not saved), so that it joins the
+tally on the same correction as the rest.
 """
 
 from __future__ import annotations
@@ -92,6 +92,12 @@ def main() -> None:
             )
         return
     print(f"{len(RELIT)} relit runs against {len(BASIC)} basic; {len(TWINS)} twins (same seed, CPU, steps)")
+    for recipe, runs in (("relit", RELIT), ("basic", BASIC)):
+        for run, figures in runs.items():
+            print(
+                f"  {recipe} {run}: "
+                + ", ".join(f"{c} {f:.3f}" for c, f in zip(COLUMNS, figures, strict=True))
+            )
     for index, column in enumerate(COLUMNS):
         relit = np.array([run[index] for run in RELIT.values()])
         basic = np.array([run[index] for run in BASIC.values()])
