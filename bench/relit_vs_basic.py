@@ -38,6 +38,8 @@ BASIC = {
     "yunet-seed2": (0.876, 0.863, 0.779),
     "make-cpu-basic": (0.851, 0.843, 0.746),  # beside make run's first, same steps and seed
     "yunet-seed3": (0.887, 0.867, 0.780),
+    # scored with `--score robust-yunet-seed4` (AMD EPYC with AVX512_BF16, session 17)
+    "yunet-seed4": (0.889, 0.862, 0.767),
 }
 RELIT = {
     "lighting-mild": (0.884, 0.867, 0.794),
@@ -50,6 +52,8 @@ RELIT = {
     "make-cpu, commit 28a4636": (0.839, 0.834, 0.793),
     # scored with `--score /work/run-check2/models/make-cpu` (its clean clone's folder)
     "make-cpu, commit 6152de9": (0.857, 0.840, 0.735),
+    # scored with `--score robust-lighting-mild-seed4` (beside yunet-seed4, same CPU)
+    "lighting-mild-seed4": (0.781, 0.768, 0.751),
 }
 # the same seed, CPU and steps: basic → relit
 TWINS = {
@@ -59,6 +63,7 @@ TWINS = {
     "yunet-seed2": "lighting-mild-seed2",
     "make-cpu-basic": "make-cpu, commit f628163",
     "yunet-seed3": "lighting-mild-seed3",
+    "yunet-seed4": "lighting-mild-seed4",
 }
 
 
