@@ -5,8 +5,8 @@ unpaired (Welch) and the paired comparison of runs with the same seed, CPU and s
     python bench/relit_vs_basic.py --score MODEL...   # a new run's three figures, one curve
 
 The figures are the runs' own, copied from where they were measured, not measured here:
-docs/recipes.md's robustness table for `robust-*`, except the seed-3 pair, whose
-one-curve figures are in docs/recipes.md's hand-written bullets (the table now holds
+docs/recipes.md's robustness table for `robust-*`, except the seed-3 and seed-4 pairs,
+whose one-curve figures are in docs/recipes.md's hand-written bullets (the table holds
 their curve-per-half scores), as are `make run`'s models'. Validation AUC, suite AUC,
 side-light AUC, each run scored with verify's one gamma curve, the correction every one
 of them was scored with (the curve per half came after, and most of these models are no
@@ -38,7 +38,7 @@ BASIC = {
     "yunet-seed2": (0.876, 0.863, 0.779),
     "make-cpu-basic": (0.851, 0.843, 0.746),  # beside make run's first, same steps and seed
     "yunet-seed3": (0.887, 0.867, 0.780),
-    # scored with `--score robust-yunet-seed4` (AMD EPYC with AVX512_BF16, session 17)
+    # scored with `--score robust-yunet-seed4` (AMD EPYC with AVX512_BF16, 2026-12-04)
     "yunet-seed4": (0.889, 0.862, 0.767),
 }
 RELIT = {
