@@ -112,12 +112,15 @@ def main() -> None:
         welch = stats.ttest_ind(relit, basic, equal_var=False).pvalue
         gaps = np.array([RELIT[twin][index] - BASIC[run][index] for run, twin in TWINS.items()])
         paired = stats.ttest_1samp(gaps, 0.0).pvalue
+        # whether one recipe's runs spread wider than the other's (Brown–Forsythe)
+        spread = stats.levene(relit, basic, center="median").pvalue
         # like pairs a paired test needs to find a gap this size 80% of the time at p < 0.05
         # (normal approximation, the twins' own spread)
         needed = ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * gaps.std(ddof=1) / abs(gaps.mean())) ** 2
         print(
             f"{column}: relit {relit.mean():.3f} (sd {relit.std(ddof=1):.3f}) against basic "
-            f"{basic.mean():.3f} (sd {basic.std(ddof=1):.3f}): {relit.mean() - basic.mean():+.3f}, "
+            f"{basic.mean():.3f} (sd {basic.std(ddof=1):.3f}; spreads differ: Brown-Forsythe p {spread:.2f}): "
+            f"{relit.mean() - basic.mean():+.3f}, "
             f"{(relit.mean() - basic.mean()) / error:+.1f} standard errors, Welch p {welch:.2f}; "
             f"twins {' '.join(f'{g:+.3f}' for g in gaps)}: mean {gaps.mean():+.3f}, "
             f"relit ahead in {int((gaps > 0).sum())}, paired p {paired:.2f}; "
