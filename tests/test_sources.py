@@ -160,7 +160,7 @@ def test_a_fine_tune_keeps_the_models_shape_and_crops_and_shortens_the_schedule(
     assert settings["minutes"] == pytest.approx(base.minutes / 4)
     assert settings["epochs"] == base.epochs // 3
     assert settings["classifier"] == "none"  # no new head at random (docs/recipes.md)
-    assert base.augmentation == "lighting-mild" and settings["augmentation"] == "basic"  # as measured
+    assert settings["augmentation"] == "basic"  # as measured, whatever the preset trains with
     assert (settings["input_size"], settings["embedding_dim"], settings["crops"]) == (112, 128, "x-yunet-160")
 
 

@@ -262,8 +262,7 @@ def fine_tune_settings(base: TrainConfig, parent: dict) -> dict:
         # gradients undid what the parent had learnt (docs/recipes.md, "Fine-tuning on a
         # folder of people")
         "classifier": "none",
-        # the augmentation the fine-tunes were measured with; the preset's relighting was
-        # not tried on them
+        # the augmentation the fine-tunes were measured with, whatever the preset's
         "augmentation": "basic",
     }
     if base.minutes is not None:
