@@ -90,9 +90,10 @@ CPU_DETECTOR = "yunet"
 # the precision the CPU runs fastest (mixed bfloat16 where it is in hardware), for a
 # budget of minutes: the run times its own steps and fixes their number to fit
 # (training.budget.Plan), on whatever CPU runs it. Basic augmentation: relighting a third
-# of the pictures (`lighting-mild`) was not shown to help under side light and ran behind
-# in validation and the suite over seven like pairs (docs/recipes.md, "Relit against
-# basic"), so the simpler recipe is kept. `cpu-v1` is that study's baseline (112 px
+# of the pictures (`lighting-mild`, the preset until commit e723d88) was not shown to help
+# under side light, and its runs averaged lower in validation and the suite, not
+# significantly; so the simpler recipe (docs/recipes.md, "The preset back to basic
+# augmentation"). `cpu-v1` is that study's baseline (112 px
 # float32, soft margin, Adam, fixed steps; TrainConfig's defaults): the screening rows
 # of bench/recipes.py start from it.
 CPU_TRAINING_MINUTES = 40

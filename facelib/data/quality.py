@@ -149,8 +149,8 @@ def face_conditions(crop: np.ndarray, face: Face | None) -> Conditions:
 #
 # The limits are data, one entry a measure: a side ("low": bad below, "high": bad above)
 # → (warn, fail) limits, set on `python bench/quality_curves.py` (docs/benchmarks.md,
-# "Quality and accuracy": 200 validation pairs of robust-lighting-mild, a 64-px cpu-preset
-# model, one picture of each pair blurred, darkened or shrunk). Balanced accuracy 79.5%
+# "Quality and accuracy": 200 validation pairs of robust-lighting-mild, a 64-px model
+# of the relit recipe, one picture of each pair blurred, darkened or shrunk). Balanced accuracy 79.5%
 # clean; blur cost nothing down to a median sharpness of 26, 3 points at 11 and 6 at 6:
 # warn below 20, fail below 10. Darkening cost 8 points at a median brightness of 74 and
 # left chance at 42, light correction notwithstanding: warn below 90 (about the 2nd
