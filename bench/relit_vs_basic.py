@@ -130,8 +130,9 @@ def main() -> None:
             f"relit ahead in {int((gaps > 0).sum())}, paired p {paired:.2f}; "
             f"about {needed:.0f} like pairs would tell a gap this size at 80% power"
         )
-    # make run's four runs (relit) and `make-cpu-basic` beside its first trained the steps
-    # make run's timing bought (3,816 to 4,644), not the study's 4,032: the means without them
+    # make run's five runs (four relit, one basic) and `make-cpu-basic` beside its first
+    # trained the steps make run's timing bought (3,816 to 5,166), not the study's 4,032:
+    # the means without them
     for index, column in enumerate(COLUMNS):
         relit, basic = (
             np.array([f[index] for run, f in runs.items() if not run.startswith("make-cpu")])
