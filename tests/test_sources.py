@@ -153,14 +153,15 @@ def test_folder_settings_are_checked_and_a_resume_sees_other_folders_as_other_se
 
 
 def test_a_fine_tune_keeps_the_models_shape_and_crops_and_shortens_the_schedule():
-    base = TrainConfig.preset("cpu")
+    # a base that relights, so that the fine-tune's own choice of augmentation shows
+    base = TrainConfig.preset("cpu", augmentation="lighting-mild")
     parent = {"input_size": 112, "embedding_dim": 128, "config": {"head": "l2", "crops": "x-yunet-160"}}
     settings = fine_tune_settings(base, parent)
     assert settings["learning_rate"] == pytest.approx(base.learning_rate / 10)
     assert settings["minutes"] == pytest.approx(base.minutes / 4)
     assert settings["epochs"] == base.epochs // 3
     assert settings["classifier"] == "none"  # no new head at random (docs/recipes.md)
-    assert settings["augmentation"] == "basic"  # as measured, whatever the preset trains with
+    assert base.augmentation == "lighting-mild" and settings["augmentation"] == "basic"  # as measured
     assert (settings["input_size"], settings["embedding_dim"], settings["crops"]) == (112, 128, "x-yunet-160")
 
 
